@@ -1,9 +1,8 @@
-// Package config loads and validates Vigil's YAML configuration. Everything
-// is checked at load time, so the running agent never meets an invalid value;
-// every problem names the file, line and key.
 package config
 
 import (
+	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/vigil-monitor/vigil/drivers"
@@ -40,7 +39,9 @@ type Device struct {
 	StaleAfter time.Duration `yaml:"stale_after"`
 
 	// Options are the driver-specific keys (everything not listed above),
-	// checked by the driver's Validate.
+	// checked by the driver's Validate. Values are as YAML decodes them into
+	// any: string, int, float64, bool, []any, map[string]any. Never nil after
+	// Load.
 	Options drivers.Options `yaml:"-"`
 
 	// Line is the config line of this device entry, for later messages.
@@ -56,18 +57,50 @@ type USB struct {
 
 // MQTT configures the broker connection.
 type MQTT struct {
-	URL          string        `yaml:"url"`    // tcp://host:port, ssl://host:port, or "embedded"; default embedded
-	Listen       string        `yaml:"listen"` // embedded broker address; default 127.0.0.1:1883
-	ClientID     string        `yaml:"client_id"`
-	Username     string        `yaml:"username"`
+	URL      string `yaml:"url"`       // embedded | tcp:// mqtt:// ssl:// tls:// mqtts:// ws:// wss://; default embedded
+	Listen   string `yaml:"listen"`    // embedded broker address; default 127.0.0.1:1883
+	ClientID string `yaml:"client_id"` // default "vigil-<site>-<room>"
+	Username string `yaml:"username"`
+	// PasswordFile, CAFile, CertFile and KeyFile are resolved against the
+	// config file's directory when relative; after Load they hold the path
+	// that was actually read.
 	PasswordFile string        `yaml:"password_file"`
 	CAFile       string        `yaml:"ca_file"`
 	CertFile     string        `yaml:"cert_file"`
 	KeyFile      string        `yaml:"key_file"`
 	TopicPrefix  string        `yaml:"topic_prefix"` // default "vigil"
 	KeepAlive    time.Duration `yaml:"keep_alive"`   // default 10s
-	// Password is read from PasswordFile at load; never logged or printed.
-	Password string `yaml:"-"`
+	// Password is read from PasswordFile at load; never logged or printed:
+	// MQTT's String, GoString and LogValue leave it out, and no encoder sees it.
+	Password string `yaml:"-" json:"-"`
+}
+
+// String describes the broker settings without the password, so that
+// fmt.Print of an MQTT or a Config (fmt calls String on nested fields) never
+// shows it.
+func (m MQTT) String() string {
+	return fmt.Sprintf("{url:%s listen:%s client_id:%s username:%s password_file:%s password_set:%t ca_file:%s cert_file:%s key_file:%s topic_prefix:%s keep_alive:%s}",
+		m.URL, m.Listen, m.ClientID, m.Username, m.PasswordFile, m.Password != "", m.CAFile, m.CertFile, m.KeyFile, m.TopicPrefix, m.KeepAlive)
+}
+
+// GoString covers %#v, which would otherwise print every field.
+func (m MQTT) GoString() string { return "config.MQTT" + m.String() }
+
+// LogValue is what slog records for an MQTT: everything but the password.
+func (m MQTT) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("url", m.URL),
+		slog.String("listen", m.Listen),
+		slog.String("client_id", m.ClientID),
+		slog.String("username", m.Username),
+		slog.String("password_file", m.PasswordFile),
+		slog.Bool("password_set", m.Password != ""),
+		slog.String("ca_file", m.CAFile),
+		slog.String("cert_file", m.CertFile),
+		slog.String("key_file", m.KeyFile),
+		slog.String("topic_prefix", m.TopicPrefix),
+		slog.Duration("keep_alive", m.KeepAlive),
+	)
 }
 
 // HTTP configures the metrics, health and API listener.
@@ -83,6 +116,35 @@ type Metrics struct {
 	// NIBPStaleAfter is how long a discrete (NIBP) value stays in the scrape
 	// after its measurement; default 20m.
 	NIBPStaleAfter time.Duration `yaml:"nibp_stale_after"`
+}
+
+// Device returns the configured device called id.
+func (c *Config) Device(id string) (*Device, bool) {
+	for i := range c.Devices {
+		if c.Devices[i].ID == id {
+			return &c.Devices[i], true
+		}
+	}
+	return nil, false
+}
+
+// LinkFor returns the serial settings to open d's port with: the driver's
+// defaults def, with every setting the config gives laid over them.
+func (d *Device) LinkFor(def drivers.Link) drivers.Link {
+	l := def
+	if d.Baud != 0 {
+		l.Baud = d.Baud
+	}
+	if d.DataBits != 0 {
+		l.DataBits = d.DataBits
+	}
+	if d.Parity != "" {
+		l.Parity = d.Parity
+	}
+	if d.StopBits != "" {
+		l.StopBits = d.StopBits
+	}
+	return l
 }
 
 // Defaults documented in configs/vigil.yaml and README.md.
