@@ -86,8 +86,10 @@ func checkListen(s string) string {
 	if err != nil {
 		return fmt.Sprintf("invalid address %s: write host:port, e.g. 127.0.0.1:9817 or :9817 for all interfaces", quote(s))
 	}
-	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-		return fmt.Sprintf("invalid address %s: port must be a number 1-65535", quote(s))
+	// Port 0 asks the system for any free port (tests, several agents on one
+	// machine); the port taken is logged at start.
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Sprintf("invalid address %s: port must be a number 0-65535 (0: any free port)", quote(s))
 	}
 	if host == "" || net.ParseIP(host) != nil {
 		return ""
@@ -294,7 +296,7 @@ func readSmallFile(path string, limit int64) ([]byte, string) {
 func sameListener(a, b string) bool {
 	ha, pa, errA := net.SplitHostPort(a)
 	hb, pb, errB := net.SplitHostPort(b)
-	if errA != nil || errB != nil || pa != pb {
+	if errA != nil || errB != nil || pa != pb || pa == "0" {
 		return false
 	}
 	wildcard := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
