@@ -1,0 +1,271 @@
+// Package agent runs Vigil: it keeps the configured devices connected, sends
+// every reading through the pipeline to MQTT and Prometheus, and serves the
+// HTTP endpoints. It knows nothing of byte formats: drivers decode.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/vigil-monitor/vigil/agent/broker"
+	"github.com/vigil-monitor/vigil/agent/config"
+	"github.com/vigil-monitor/vigil/agent/httpserver"
+	"github.com/vigil-monitor/vigil/agent/metrics"
+	"github.com/vigil-monitor/vigil/agent/mqtt"
+	"github.com/vigil-monitor/vigil/agent/serialport"
+	"github.com/vigil-monitor/vigil/drivers"
+)
+
+// Options are the parts of a run that do not come from the config file.
+type Options struct {
+	Logger   *slog.Logger
+	Version  string
+	Revision string
+	// EmbeddedBrokerNextFree lets the embedded broker take the next free port
+	// when mqtt.listen's is taken (the demo); a daemon fails instead, since
+	// clients are configured with a fixed port.
+	EmbeddedBrokerNextFree bool
+	// OnReady is called once every listener is bound and devices start.
+	OnReady func(Endpoints)
+}
+
+// Endpoints are the addresses a running agent serves.
+type Endpoints struct {
+	HTTP string // http://host:port
+	MQTT string // tcp://host:port of the broker in use
+	// Embedded is true when MQTT is the agent's own broker.
+	Embedded bool
+}
+
+// shutdownTimeout bounds the clean stop: the offline status and in-flight
+// messages get this long to reach the broker.
+const shutdownTimeout = 5 * time.Second
+
+// Run runs the agent until ctx ends, then stops cleanly: devices closed, the
+// offline status published, listeners closed. It returns nil on a clean stop
+// and an error when something could not start.
+func Run(ctx context.Context, cfg *config.Config, o Options) error {
+	logger := o.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	if o.Version == "" {
+		o.Version = "dev"
+	}
+
+	specs, err := resolveDevices(cfg)
+	if err != nil {
+		return err
+	}
+
+	// The broker, the publisher and the HTTP server outlive ctx: at a stop
+	// the devices close first, then the offline status is published, and
+	// only then does the infrastructure stop.
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+
+	var ep Endpoints
+	mqttURL := cfg.MQTT.URL
+	var embedded *broker.Broker
+	if mqttURL == "embedded" {
+		if o.EmbeddedBrokerNextFree {
+			host, port, err := splitHostPortNumber(cfg.MQTT.Listen)
+			if err != nil {
+				return fmt.Errorf("mqtt.listen: %w", err)
+			}
+			embedded, err = broker.StartFirstFree(runCtx, host, port, 20, logger)
+			if err != nil {
+				return err
+			}
+		} else {
+			embedded, err = broker.Start(runCtx, cfg.MQTT.Listen, logger)
+			if err != nil {
+				return fmt.Errorf("embedded MQTT broker on %s: %w", cfg.MQTT.Listen, err)
+			}
+		}
+		defer embedded.Close()
+		mqttURL = embedded.URL()
+		ep.Embedded = true
+		logger.Info("embedded MQTT broker listening", "addr", embedded.Addr())
+	}
+	ep.MQTT = mqttURL
+
+	metricDevices := make([]metrics.Device, 0, len(specs))
+	for _, s := range specs {
+		metricDevices = append(metricDevices, metrics.Device{ID: s.cfg.ID, Metrics: s.driver.Metrics})
+	}
+	m := metrics.New(metrics.Options{
+		Site:           cfg.Site,
+		Room:           cfg.Room,
+		Devices:        metricDevices,
+		StaleAfter:     cfg.Metrics.StaleAfter,
+		NIBPStaleAfter: cfg.Metrics.NIBPStaleAfter,
+		StaleAfterFor:  staleOverrides(cfg),
+		Version:        o.Version,
+		Revision:       o.Revision,
+	})
+
+	pub, err := mqtt.New(mqtt.Options{
+		URL:                mqttURL,
+		ClientID:           cfg.MQTT.ClientID,
+		Username:           cfg.MQTT.Username,
+		Password:           cfg.MQTT.Password,
+		CAFile:             cfg.MQTT.CAFile,
+		CertFile:           cfg.MQTT.CertFile,
+		KeyFile:            cfg.MQTT.KeyFile,
+		TopicPrefix:        cfg.MQTT.TopicPrefix,
+		Site:               cfg.Site,
+		Room:               cfg.Room,
+		Version:            o.Version,
+		KeepAlive:          cfg.MQTT.KeepAlive,
+		Logger:             logger,
+		OnConnectionChange: m.SetMQTTConnected,
+		OnPublishError:     func(error) { m.MQTTPublishError() },
+	})
+	if err != nil {
+		return fmt.Errorf("mqtt: %w", err)
+	}
+
+	srv, err := httpserver.New(httpserver.Options{
+		Listen:   cfg.HTTP.Listen,
+		Registry: m.Registry(),
+		Ready: func() error {
+			if !pub.Connected() {
+				return errors.New("MQTT broker not connected")
+			}
+			return nil
+		},
+		Logger: logger,
+	})
+	if err != nil {
+		return fmt.Errorf("http.listen %s: %w", cfg.HTTP.Listen, err)
+	}
+	ep.HTTP = srv.URL()
+
+	if err := pub.Start(runCtx); err != nil {
+		srv.Close()
+		return fmt.Errorf("mqtt: %w", err)
+	}
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 1+len(specs))
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := srv.Serve(runCtx); err != nil {
+			errs <- fmt.Errorf("http: %w", err)
+		}
+	}()
+
+	// Devices stop on their own context so they are closed before the
+	// publisher says offline: no reading is taken that cannot be sent.
+	devCtx, stopDevices := context.WithCancel(ctx)
+	defer stopDevices()
+	var devWG sync.WaitGroup
+	for _, s := range specs {
+		d := &device{
+			id:          s.cfg.ID,
+			driver:      s.driver,
+			options:     s.cfg.Options,
+			target:      s.target,
+			silentAfter: s.driver.SilentAfter,
+			statuses:    []StatusConsumer{m, pub},
+			reconnected: m.Reconnected,
+			logger:      logger,
+		}
+		if d.silentAfter <= 0 {
+			d.silentAfter = defaultSilentAfter
+		}
+		d.pipe = &pipeline{
+			device:    s.cfg.ID,
+			consumers: []ReadingConsumer{m, pub},
+			frames:    m,
+			onFrame:   d.frameSeen,
+		}
+		devWG.Add(1)
+		go func() {
+			defer devWG.Done()
+			if err := d.run(devCtx); err != nil {
+				errs <- fmt.Errorf("device %s: %w", d.id, err)
+			}
+		}()
+	}
+	logger.Info("vigil running", "site", cfg.Site, "room", cfg.Room, "devices", len(specs), "http", ep.HTTP, "mqtt", ep.MQTT)
+	if o.OnReady != nil {
+		o.OnReady(ep)
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errs:
+		logger.Error("stopping after a failure", "err", runErr)
+	}
+
+	logger.Info("stopping")
+	stopDevices()
+	devWG.Wait()
+	closeCtx, closeCancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer closeCancel()
+	if err := pub.Close(closeCtx); err != nil {
+		logger.Warn("MQTT close", "err", err)
+	}
+	cancel()
+	wg.Wait()
+	logger.Info("stopped")
+	return runErr
+}
+
+type deviceSpec struct {
+	cfg    config.Device
+	driver *drivers.Driver
+	target serialport.Target
+}
+
+func resolveDevices(cfg *config.Config) ([]deviceSpec, error) {
+	out := make([]deviceSpec, 0, len(cfg.Devices))
+	for _, dc := range cfg.Devices {
+		drv, ok := drivers.Lookup(dc.Driver)
+		if !ok {
+			return nil, fmt.Errorf("device %s: unknown driver %q", dc.ID, dc.Driver)
+		}
+		t := serialport.Target{Path: dc.Port, Link: dc.LinkFor(drv.Link)}
+		if dc.USB != nil {
+			t.USB = &serialport.USB{VID: dc.USB.VID, PID: dc.USB.PID, Serial: dc.USB.Serial}
+		}
+		out = append(out, deviceSpec{cfg: dc, driver: drv, target: t})
+	}
+	return out, nil
+}
+
+// staleOverrides applies per-device stale_after settings.
+func staleOverrides(cfg *config.Config) func(string, drivers.MetricID) time.Duration {
+	over := map[string]time.Duration{}
+	for _, d := range cfg.Devices {
+		if d.StaleAfter > 0 {
+			over[d.ID] = d.StaleAfter
+		}
+	}
+	if len(over) == 0 {
+		return nil
+	}
+	return func(device string, _ drivers.MetricID) time.Duration { return over[device] }
+}
+
+func splitHostPortNumber(addr string) (string, int, error) {
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("invalid port %q", portStr)
+	}
+	return host, port, nil
+}
