@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Runs Vigil's whole test suite on a Debian machine with Go, installing the
+# Debian packages the tests use when they are missing (needs root or sudo):
+#   mosquitto, mosquitto-clients  real MQTT broker for the end-to-end tests
+#   socat                         a separate-process null-modem cable
+#   prometheus                    promtool, to lint the exposition
+# Then: go vet, go test -race on every package, and a short run of every fuzz
+# target. Environment:
+#   FUZZTIME   how long each fuzz target runs (default 10s; 0 skips fuzzing)
+#   SKIP_APT=1 do not install packages
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_pkgs=()
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_pkgs+=(mosquitto)
+command -v mosquitto_sub >/dev/null 2>&1 || need_pkgs+=(mosquitto-clients)
+command -v socat >/dev/null 2>&1 || need_pkgs+=(socat)
+command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
+
+if [ "${#need_pkgs[@]}" -gt 0 ] && [ "${SKIP_APT:-0}" != 1 ]; then
+	sudo=""
+	[ "$(id -u)" -eq 0 ] || sudo="sudo"
+	echo "==> installing ${need_pkgs[*]}"
+	$sudo apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+	# The Debian packages start system services; the tests start their own
+	# instances on free ports and need none of these.
+	for svc in mosquitto prometheus; do
+		$sudo systemctl disable --now "$svc" >/dev/null 2>&1 || true
+	done
+fi
+
+echo "==> go vet ./..."
+go vet ./...
+
+echo "==> go test -race ./..."
+go test -race -count=1 -timeout 15m ./...
+
+fuzztime="${FUZZTIME:-10s}"
+if [ "$fuzztime" != 0 ]; then
+	# Every Fuzz target runs briefly: the seed corpus already ran above as
+	# ordinary tests; this explores beyond it.
+	grep -rl --include='*_test.go' '^func Fuzz' . | while read -r file; do
+		pkg="./$(dirname "${file#./}")"
+		for target in $(grep -o '^func Fuzz[A-Za-z0-9_]*' "$file" | sed 's/^func //'); do
+			echo "==> fuzz $pkg $target for $fuzztime"
+			go test -run='^$' -fuzz="^${target}\$" -fuzztime="$fuzztime" "$pkg"
+		done
+	done
+fi
+echo "==> all tests passed"
