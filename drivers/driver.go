@@ -5,6 +5,7 @@
 package drivers
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -77,6 +78,20 @@ type Conversation interface {
 	Tick(w io.Writer, now time.Time) error
 	TickEvery() time.Duration
 }
+
+// Commander is implemented by decoders of devices that act on request, such
+// as an NIBP monitor starting a cuff measurement. The agent calls Command from
+// its own goroutine, serialized with Feed and Tick, with the connection's
+// writer. Commands are named in lower case ("nibp_start"); an unknown one
+// returns ErrUnknownCommand.
+type Commander interface {
+	Command(name string, w io.Writer, now time.Time) error
+	Commands() []string
+}
+
+// ErrUnknownCommand is returned by Commander.Command for a command the
+// device does not take.
+var ErrUnknownCommand = errors.New("unknown command")
 
 // Options are driver-specific device settings from the config (protocol,
 // nibp, ...). Unknown keys are rejected by the driver's Validate.
