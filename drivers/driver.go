@@ -97,11 +97,37 @@ var ErrUnknownCommand = errors.New("unknown command")
 // nibp, ...). Unknown keys are rejected by the driver's Validate.
 type Options map[string]any
 
+// Transport says how a driver's bytes arrive.
+type Transport uint8
+
+const (
+	// Serial devices are opened by port path or USB identity.
+	Serial Transport = iota
+	// TCPListen devices connect to the agent: it listens on the device's
+	// `listen` option and tells senders apart by the `sender` option (HL7
+	// monitors pushing over MLLP).
+	TCPListen
+)
+
+// LinkVariant is one way to open a device: its link settings and the driver
+// options its decoder is built with for that link.
+type LinkVariant struct {
+	Link    Link
+	Options Options
+}
+
+// Replier is implemented by decoders that answer what they decode (HL7 ACKs):
+// after each Feed the agent sends whatever TakeReplies appends to dst.
+type Replier interface {
+	TakeReplies(dst []byte) []byte
+}
+
 // Driver is a registered protocol.
 type Driver struct {
 	Name        string // registry name used in the config, e.g. "masimo-ascii"
 	Description string // one line, for `vigil devices` and docs
-	Link        Link   // default serial settings
+	Transport   Transport
+	Link        Link // default serial settings
 	// Metrics lists what the driver can report, so the agent can pre-create
 	// metric series and detect silence.
 	Metrics []MetricID
@@ -117,6 +143,13 @@ type Driver struct {
 	USBIDs []string
 	// SilentAfter is how long without a frame means the device went silent.
 	SilentAfter time.Duration
+	// Variants, when set, lists link settings to try in turn for a device
+	// whose variant is not configured (Contec "auto"): the agent opens the
+	// port with the first, and moves on to the next when no well-formed
+	// frame arrives within ProbeTimeout. Config overrides (baud, parity, ...)
+	// apply on top of each variant's Link.
+	Variants     func(opts Options) ([]LinkVariant, error)
+	ProbeTimeout time.Duration
 }
 
 // Frame is one simulated device output unit: the readings it carries.
