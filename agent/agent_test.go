@@ -137,11 +137,14 @@ type fakeOximeter struct {
 	encoder drivers.Encoder
 }
 
-func newFakeOximeter(t *testing.T) *fakeOximeter {
+func newFakeOximeter(t *testing.T) *fakeOximeter { return newFakeDevice(t, "masimo-ascii") }
+
+// newFakeDevice is a pseudo-terminal fed with the named driver's encoder.
+func newFakeDevice(t *testing.T, driver string) *fakeOximeter {
 	t.Helper()
-	drv, ok := drivers.Lookup("masimo-ascii")
+	drv, ok := drivers.Lookup(driver)
 	if !ok {
-		t.Fatal("masimo-ascii not registered")
+		t.Fatalf("%s not registered", driver)
 	}
 	enc, err := drv.NewEncoder(nil)
 	if err != nil {
@@ -194,6 +197,11 @@ func frame(spo2, pulse float64, flags drivers.Flags) drivers.Frame {
 
 func testConfig(t *testing.T, port, mqttURL string) *config.Config {
 	t.Helper()
+	return testConfigFor(t, "masimo-ascii", port, mqttURL)
+}
+
+func testConfigFor(t *testing.T, driver, port, mqttURL string) *config.Config {
+	t.Helper()
 	listen := ""
 	if mqttURL == "embedded" {
 		listen = "\n  listen: 127.0.0.1:0"
@@ -202,7 +210,7 @@ func testConfig(t *testing.T, port, mqttURL string) *config.Config {
 room: room-1
 devices:
   - id: oximeter-1
-    driver: masimo-ascii
+    driver: %s
     port: %s
 mqtt:
   url: %s%s
@@ -210,7 +218,7 @@ http:
   listen: 127.0.0.1:0
 metrics:
   stale_after: 2s
-`, port, mqttURL, listen)
+`, driver, port, mqttURL, listen)
 	cfg, err := config.Parse("test.yaml", []byte(y))
 	if err != nil {
 		t.Fatalf("config: %v", err)
@@ -495,3 +503,5 @@ func grepLines(body, substr string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+var jsonUnmarshal = json.Unmarshal
