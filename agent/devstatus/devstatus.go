@@ -24,4 +24,31 @@ type Status struct {
 	State     State
 	Since     time.Time // when the device entered State
 	LastError string    // why, for Disconnected and Silent; never contains secrets
+	// Conditions in force, in Conditions() order; empty while disconnected
+	// or silent (nothing is known then).
+	Conditions []Condition
+}
+
+// Condition is a technical condition of a device that limits monitoring,
+// derived from the flags of its latest readings (issue: technical alarms are
+// raised from these by the alarm engine).
+type Condition string
+
+const (
+	// SensorOff: sensor off the patient, no finger, or no sensor connected.
+	SensorOff Condition = "sensor-off"
+	// Searching: the device is searching for a pulse (out of track).
+	Searching Condition = "searching"
+	// LowSignalQuality: low perfusion, low signal quality or artefact.
+	LowSignalQuality Condition = "low-signal-quality"
+	// CuffError: the last NIBP measurement failed.
+	CuffError Condition = "cuff-error"
+	// SensorFault: defective or unrecognised sensor.
+	SensorFault Condition = "sensor-fault"
+)
+
+// Conditions lists every condition, in a stable order: the order in which
+// they appear on MQTT and the label values of vigil_device_condition.
+func Conditions() []Condition {
+	return []Condition{SensorOff, Searching, LowSignalQuality, CuffError, SensorFault}
 }
