@@ -155,39 +155,23 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 
 	var wg sync.WaitGroup
 	errs := make(chan error, 1+len(specs))
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := srv.Serve(runCtx); err != nil {
-			errs <- fmt.Errorf("http: %w", err)
-		}
-	}()
 
 	// Devices stop on their own context so they are closed before the
 	// publisher says offline: no reading is taken that cannot be sent.
 	devCtx, stopDevices := context.WithCancel(ctx)
 	defer stopDevices()
+	devices := map[string]*device{}
 	var devWG sync.WaitGroup
 	for _, s := range specs {
-		d := &device{
-			id:          s.cfg.ID,
-			driver:      s.driver,
-			options:     s.cfg.Options,
-			target:      s.target,
-			silentAfter: s.driver.SilentAfter,
-			statuses:    []StatusConsumer{m, pub},
-			reconnected: m.Reconnected,
-			logger:      logger,
-		}
-		if d.silentAfter <= 0 {
-			d.silentAfter = defaultSilentAfter
-		}
+		d := newDevice(s, []StatusConsumer{m, pub}, m.Reconnected, logger)
 		d.pipe = &pipeline{
-			device:    s.cfg.ID,
-			consumers: []ReadingConsumer{m, pub},
-			frames:    m,
-			onFrame:   d.frameSeen,
+			device:       s.cfg.ID,
+			consumers:    []ReadingConsumer{m, pub},
+			frames:       m,
+			onFrame:      d.frameSeen,
+			onConditions: d.conditionsChanged,
 		}
+		devices[d.id] = d
 		devWG.Add(1)
 		go func() {
 			defer devWG.Done()
@@ -196,6 +180,14 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 			}
 		}()
 	}
+	srv.Handle("POST /api/v1/devices/{device}/commands/{command}", commandHandler(devices, logger))
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := srv.Serve(runCtx); err != nil {
+			errs <- fmt.Errorf("http: %w", err)
+		}
+	}()
 	logger.Info("vigil running", "site", cfg.Site, "room", cfg.Room, "devices", len(specs), "http", ep.HTTP, "mqtt", ep.MQTT)
 	if o.OnReady != nil {
 		o.OnReady(ep)
@@ -223,9 +215,31 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 }
 
 type deviceSpec struct {
-	cfg    config.Device
-	driver *drivers.Driver
-	target serialport.Target
+	cfg      config.Device
+	driver   *drivers.Driver
+	target   serialport.Target
+	variants []drivers.LinkVariant
+}
+
+func newDevice(s deviceSpec, statuses []StatusConsumer, reconnected func(string), logger *slog.Logger) *device {
+	d := &device{
+		id:          s.cfg.ID,
+		driver:      s.driver,
+		options:     s.cfg.Options,
+		target:      s.target,
+		variants:    s.variants,
+		silentAfter: s.driver.SilentAfter,
+		statuses:    statuses,
+		reconnected: reconnected,
+		logger:      logger,
+	}
+	if d.silentAfter <= 0 {
+		d.silentAfter = defaultSilentAfter
+	}
+	if s.cfg.NIBP != nil {
+		d.nibpEvery = s.cfg.NIBP.Interval
+	}
+	return d
 }
 
 func resolveDevices(cfg *config.Config) ([]deviceSpec, error) {
@@ -235,11 +249,27 @@ func resolveDevices(cfg *config.Config) ([]deviceSpec, error) {
 		if !ok {
 			return nil, fmt.Errorf("device %s: unknown driver %q", dc.ID, dc.Driver)
 		}
-		t := serialport.Target{Path: dc.Port, Link: dc.LinkFor(drv.Link)}
+		spec := deviceSpec{cfg: dc, driver: drv}
+		spec.target = serialport.Target{Path: dc.Port, Link: dc.LinkFor(drv.Link)}
 		if dc.USB != nil {
-			t.USB = &serialport.USB{VID: dc.USB.VID, PID: dc.USB.PID, Serial: dc.USB.Serial}
+			spec.target.USB = &serialport.USB{VID: dc.USB.VID, PID: dc.USB.PID, Serial: dc.USB.Serial}
 		}
-		out = append(out, deviceSpec{cfg: dc, driver: drv, target: t})
+		if drv.Variants != nil {
+			vs, err := drv.Variants(dc.Options)
+			if err != nil {
+				return nil, fmt.Errorf("device %s: %w", dc.ID, err)
+			}
+			if len(vs) > 1 {
+				// Probe each variant's own link; only the config's explicit
+				// overrides apply on top (LinkFor would pin the default).
+				spec.variants = vs
+				spec.target.Link = dc.LinkFor(drivers.Link{})
+			} else if len(vs) == 1 {
+				spec.target.Link = dc.LinkFor(vs[0].Link)
+				spec.cfg.Options = vs[0].Options
+			}
+		}
+		out = append(out, spec)
 	}
 	return out, nil
 }

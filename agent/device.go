@@ -14,7 +14,8 @@ import (
 	"github.com/vigil-monitor/vigil/drivers"
 )
 
-// StatusConsumer is told every change of a device's connection state.
+// StatusConsumer is told every change of a device's connection state or
+// technical conditions.
 type StatusConsumer interface {
 	DeviceStatus(s devstatus.Status)
 }
@@ -23,30 +24,49 @@ type StatusConsumer interface {
 // device talks.
 const defaultSilentAfter = 5 * time.Second
 
-// device keeps one configured device connected and feeds its bytes through
-// its driver's decoder into the pipeline. It owns the goroutines it starts:
-// the serial connection loop, the silence watchdog and the keep-alive ticker.
+// Errors of device commands, for the HTTP API and MQTT command results.
+var (
+	ErrUnknownDevice   = errors.New("no such device")
+	ErrNotConnected    = errors.New("device not connected")
+	ErrCommandsRefused = errors.New("device takes no commands")
+)
+
+// device keeps one configured serial device connected and feeds its bytes
+// through its driver's decoder into the pipeline. It owns the goroutines it
+// starts: the serial connection loop, the silence watchdog, the keep-alive
+// ticker and the measurement schedule.
 type device struct {
 	id          string
 	driver      *drivers.Driver
 	options     drivers.Options
 	target      serialport.Target
+	variants    []drivers.LinkVariant // link settings to probe in turn; one when fixed
 	silentAfter time.Duration
+	nibpEvery   time.Duration // automatic NIBP measurements; 0 = on demand only
 	statuses    []StatusConsumer
 	reconnected func(device string)
 	logger      *slog.Logger
 
-	mu        sync.Mutex // guards everything below
-	pipe      *pipeline
-	decoder   drivers.Decoder
-	state     devstatus.State
-	lastFrame time.Time
-	connects  int
-	feedTime  time.Time // receive time of the bytes being decoded
+	mu         sync.Mutex // guards everything below
+	pipe       *pipeline
+	decoder    drivers.Decoder
+	writer     io.Writer // the open connection's writer; nil while disconnected
+	state      devstatus.State
+	conditions []devstatus.Condition // in force, from the pipeline
+	since      time.Time
+	lastError  string
+	lastFrame  time.Time
+	framed     bool // a well-formed frame arrived on this connection
+	connects   int
+	feedTime   time.Time // receive time of the bytes being decoded
+	variant    int       // index into variants in use
 	// stopConn ends the per-connection goroutines (keep-alive ticks).
 	stopConn context.CancelFunc
-	connWG   sync.WaitGroup
-	runCtx   context.Context
+	// stopVariant ends the serial loop of the current link variant, to move
+	// on to the next one.
+	stopVariant context.CancelFunc
+	connWG      sync.WaitGroup
+	runCtx      context.Context
 }
 
 func (d *device) run(ctx context.Context) error {
@@ -58,9 +78,16 @@ func (d *device) run(ctx context.Context) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		d.watchSilence(ctx)
+		d.watch(ctx)
 	}()
-	err := serialport.Run(ctx, d.target, d, d.logger)
+	if d.nibpEvery > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.scheduleNIBP(ctx)
+		}()
+	}
+	err := d.connect(ctx)
 	wg.Wait()
 	d.mu.Lock()
 	d.endConnection()
@@ -69,11 +96,56 @@ func (d *device) run(ctx context.Context) error {
 	return err
 }
 
+// connect runs the serial loop, moving through the driver's link variants
+// (Contec "auto") while none has produced a well-formed frame.
+func (d *device) connect(ctx context.Context) error {
+	if len(d.variants) == 0 {
+		return serialport.Run(ctx, d.target, d, d.logger)
+	}
+	for ctx.Err() == nil {
+		d.mu.Lock()
+		v := d.variants[d.variant]
+		vctx, cancel := context.WithCancel(ctx)
+		d.stopVariant = cancel
+		d.mu.Unlock()
+		t := d.target
+		t.Link = mergeLink(v.Link, d.target.Link)
+		err := serialport.Run(vctx, t, d, d.logger)
+		cancel()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mergeLink applies the config's overrides (non-zero fields of over, which
+// holds only what the config set) to a variant's link.
+func mergeLink(base, over drivers.Link) drivers.Link {
+	if over.Baud != 0 {
+		base.Baud = over.Baud
+	}
+	if over.DataBits != 0 {
+		base.DataBits = over.DataBits
+	}
+	if over.Parity != "" {
+		base.Parity = over.Parity
+	}
+	if over.StopBits != "" {
+		base.StopBits = over.StopBits
+	}
+	return base
+}
+
 // Connected implements serialport.Handler.
 func (d *device) Connected(w io.Writer, port string, now time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	dec, err := d.driver.NewDecoder(d.options)
+	opts := d.options
+	if len(d.variants) > 0 {
+		opts = d.variants[d.variant].Options
+	}
+	dec, err := d.driver.NewDecoder(opts)
 	if err != nil {
 		// Options were validated at config load, so this is a driver bug;
 		// report the device as disconnected rather than read it wrongly.
@@ -82,6 +154,8 @@ func (d *device) Connected(w io.Writer, port string, now time.Time) {
 		return
 	}
 	d.decoder = dec
+	d.writer = w
+	d.framed = false
 	d.connects++
 	if d.connects > 1 && d.reconnected != nil {
 		d.reconnected(d.id)
@@ -117,6 +191,20 @@ func (d *device) Data(p []byte, now time.Time) {
 	}
 	d.feedTime = now
 	d.decoder.Feed(p, now, d.pipe)
+	d.sendReplies()
+}
+
+// sendReplies writes what a replying decoder (HL7 ACKs) has queued; d.mu held.
+func (d *device) sendReplies() {
+	r, ok := d.decoder.(drivers.Replier)
+	if !ok || d.writer == nil {
+		return
+	}
+	if out := r.TakeReplies(nil); len(out) > 0 {
+		if _, err := d.writer.Write(out); err != nil {
+			d.logger.Warn("device reply failed", "device", d.id, "err", err)
+		}
+	}
 }
 
 // Disconnected implements serialport.Handler.
@@ -125,6 +213,7 @@ func (d *device) Disconnected(err error, now time.Time) {
 	defer d.mu.Unlock()
 	d.endConnection()
 	d.decoder = nil
+	d.writer = nil
 	msg := "disconnected"
 	if err != nil {
 		msg = err.Error()
@@ -154,22 +243,74 @@ func (d *device) frameSeen(result drivers.FrameResult) {
 	}
 	now := d.feedTime
 	d.lastFrame = now
+	d.framed = true
 	if d.state == devstatus.Silent {
 		d.logger.Info("device talking again", "device", d.id)
 		d.setState(devstatus.Connected, now, "")
 	}
 }
 
-func (d *device) keepAlive(ctx context.Context, conv drivers.Conversation, w io.Writer, every time.Duration) {
-	t := time.NewTicker(every)
+// conditionsChanged is the pipeline's hook for a change of the technical
+// conditions its readings' flags imply; d.mu is held.
+func (d *device) conditionsChanged(c []devstatus.Condition) {
+	d.conditions = c
+	if d.state == devstatus.Connected {
+		d.report(d.feedTime)
+	}
+}
+
+// command runs a device command (nibp_start) on the open connection.
+func (d *device) command(name string, now time.Time) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.decoder == nil || d.writer == nil {
+		return ErrNotConnected
+	}
+	c, ok := d.decoder.(drivers.Commander)
+	if !ok {
+		return ErrCommandsRefused
+	}
+	if err := c.Command(name, d.writer, now); err != nil {
+		return err
+	}
+	d.logger.Info("device command sent", "device", d.id, "command", name)
+	return nil
+}
+
+// scheduleNIBP starts a measurement every nibpEvery; a start refused because
+// one is running is skipped, never queued (one cuff, one measurement).
+func (d *device) scheduleNIBP(ctx context.Context) {
+	t := time.NewTicker(d.nibpEvery)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
+			if err := d.command("nibp_start", now); err != nil {
+				d.logger.Warn("scheduled blood-pressure measurement not started", "device", d.id, "err", err)
+			}
+		}
+	}
+}
+
+func (d *device) keepAlive(ctx context.Context, conv drivers.Conversation, w io.Writer, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	adv, canAdvance := conv.(drivers.Advancer)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
 			d.mu.Lock()
-			err := conv.Tick(w, now)
+			var err error
+			if canAdvance {
+				d.feedTime = now
+				err = adv.Advance(w, now, d.pipe)
+			} else {
+				err = conv.Tick(w, now)
+			}
 			d.mu.Unlock()
 			if err != nil && !errors.Is(err, context.Canceled) {
 				d.logger.Warn("device keep-alive failed", "device", d.id, "err", err)
@@ -178,14 +319,17 @@ func (d *device) keepAlive(ctx context.Context, conv drivers.Conversation, w io.
 	}
 }
 
-// watchSilence marks a connected device silent when no frame arrived within
-// its silence limit: an open port that delivers nothing is as blind as an
-// unplugged one (clinical.md 6).
-func (d *device) watchSilence(ctx context.Context) {
+// watch marks a connected device silent when no well-formed frame arrived
+// within its silence limit: an open port that delivers nothing is as blind
+// as an unplugged one (clinical.md 6). While probing link variants, a
+// connection without any frame after the driver's probe timeout moves on to
+// the next variant.
+func (d *device) watch(ctx context.Context) {
 	period := d.silentAfter / 4
-	if period < 50*time.Millisecond {
-		period = 50 * time.Millisecond
+	if d.driver.ProbeTimeout > 0 && d.driver.ProbeTimeout/4 < period {
+		period = d.driver.ProbeTimeout / 4
 	}
+	period = max(period, 50*time.Millisecond)
 	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
@@ -194,23 +338,42 @@ func (d *device) watchSilence(ctx context.Context) {
 			return
 		case now := <-t.C:
 			d.mu.Lock()
-			if d.state == devstatus.Connected && now.Sub(d.lastFrame) > d.silentAfter {
-				msg := fmt.Sprintf("no data for %s", d.silentAfter)
-				d.logger.Warn("device silent", "device", d.id, "silent_for", now.Sub(d.lastFrame).Round(time.Millisecond))
-				d.setState(devstatus.Silent, now, msg)
+			quiet := now.Sub(d.lastFrame)
+			if len(d.variants) > 1 && d.decoder != nil && !d.framed && quiet > d.driver.ProbeTimeout && d.stopVariant != nil {
+				next := (d.variant + 1) % len(d.variants)
+				d.logger.Info("no frame with these link settings; trying the next", "device", d.id,
+					"baud", d.variants[d.variant].Link.Baud, "next_baud", d.variants[next].Link.Baud)
+				d.variant = next
+				d.stopVariant()
+				d.stopVariant = nil
+			}
+			if d.state == devstatus.Connected && quiet > d.silentAfter {
+				d.logger.Warn("device silent", "device", d.id, "silent_for", quiet.Round(time.Millisecond))
+				d.setState(devstatus.Silent, now, fmt.Sprintf("no data for %s", d.silentAfter))
 			}
 			d.mu.Unlock()
 		}
 	}
 }
 
-// setState reports a change of state; d.mu held.
+// setState records a change of state and reports it; d.mu held.
 func (d *device) setState(s devstatus.State, now time.Time, lastError string) {
 	if d.state == s {
 		return
 	}
 	d.state = s
-	st := devstatus.Status{Device: d.id, State: s, Since: now, LastError: lastError}
+	d.since = now
+	d.lastError = lastError
+	d.report(now)
+}
+
+// report tells the status consumers the device's state and conditions;
+// d.mu held. Conditions are only known while frames arrive.
+func (d *device) report(now time.Time) {
+	st := devstatus.Status{Device: d.id, State: d.state, Since: d.since, LastError: d.lastError}
+	if d.state == devstatus.Connected {
+		st.Conditions = d.conditions
+	}
 	for _, c := range d.statuses {
 		c.DeviceStatus(st)
 	}

@@ -31,21 +31,30 @@ func TestEverySerialDriverEndToEnd(t *testing.T) {
 				return ok && strings.Contains(string(m.payload), `"connected"`)
 			})
 
+			// The driver's first metric is checked value by value.
+			metric := drv.Metrics[0]
+			want := func(i int) float64 {
+				if metric == drivers.SpO2 {
+					return float64(88 + i%10)
+				}
+				return float64(120 + i)
+			}
 			const n = 12
 			for i := range n {
-				ox.send(frame(float64(88+i%10), float64(60+i), 0))
+				ox.send(fullFrame(want(i), i))
 			}
-			waitFor(t, "all SpO2 readings", 15*time.Second, func() bool { return len(sub.readings("spo2")) >= n })
-			spo2 := sub.readings("spo2")
-			if len(spo2) != n {
-				t.Fatalf("got %d SpO2 readings, want %d", len(spo2), n)
+			name := metric.String()
+			waitFor(t, "all "+name+" readings", 15*time.Second, func() bool { return len(sub.readings(name)) >= n })
+			got := sub.readings(name)
+			if len(got) != n {
+				t.Fatalf("got %d %s readings, want %d", len(got), name, n)
 			}
-			for i, r := range spo2 {
-				if r.Value == nil || *r.Value != float64(88+i%10) {
-					t.Errorf("spo2[%d] = %v, want %d", i, r.Value, 88+i%10)
+			for i, r := range got {
+				if r.Value == nil || *r.Value != want(i) {
+					t.Errorf("%s[%d] = %v, want %v", name, i, r.Value, want(i))
 				}
-				if i > 0 && r.Seq <= spo2[i-1].Seq {
-					t.Errorf("spo2[%d].seq = %d after %d", i, r.Seq, spo2[i-1].Seq)
+				if i > 0 && r.Seq <= got[i-1].Seq {
+					t.Errorf("%s[%d].seq = %d after %d", name, i, r.Seq, got[i-1].Seq)
 				}
 			}
 			checkSeqContinuity(t, sub)
@@ -64,10 +73,10 @@ func TestEverySerialDriverEndToEnd(t *testing.T) {
 				return ok && strings.Contains(string(m.payload), `"connected"`)
 			})
 			t.Logf("reconnected %s after the replug", time.Since(replugged).Round(time.Millisecond))
-			for range 3 {
-				ox.send(frame(95, 70, 0))
+			for i := range 3 {
+				ox.send(fullFrame(want(i), i))
 			}
-			waitFor(t, "readings after the replug", 15*time.Second, func() bool { return len(sub.readings("spo2")) >= n+1 })
+			waitFor(t, "readings after the replug", 15*time.Second, func() bool { return len(sub.readings(name)) >= n+1 })
 			checkSeqContinuity(t, sub)
 		})
 	}
@@ -93,4 +102,19 @@ func checkSeqContinuity(t *testing.T, sub *subscriber) {
 			return
 		}
 	}
+}
+
+// fullFrame sets every metric a bedside device may send: the first metric of
+// the driver under test carries the checked value v.
+func fullFrame(v float64, i int) drivers.Frame {
+	f := frame(88+float64(i%10), float64(60+i), 0)
+	f.Values[drivers.SpO2] = v
+	if v > 100 {
+		f.Values[drivers.SpO2] = 97
+	}
+	f.Values[drivers.NIBPSystolic] = v
+	f.Values[drivers.NIBPDiastolic] = 80
+	f.Values[drivers.NIBPMean] = 95
+	f.Values[drivers.NIBPPulseRate] = 70
+	return f
 }

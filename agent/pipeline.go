@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"github.com/vigil-monitor/vigil/agent/devstatus"
 	"github.com/vigil-monitor/vigil/drivers"
 )
 
@@ -29,6 +30,15 @@ type pipeline struct {
 	frames    FrameCounter
 	// onFrame is told of every frame, for silence detection.
 	onFrame func(result drivers.FrameResult)
+	// onConditions is told when the technical conditions implied by the
+	// latest reading of each metric change.
+	onConditions func([]devstatus.Condition)
+	// flags holds the latest reading's flags per metric: a device's
+	// conditions are those of its latest reading of every metric (an NIBP
+	// reading says nothing about the SpO2 sensor).
+	flags      [maxMetrics]drivers.Flags
+	conditions conditionSet
+
 	// cur holds the reading being delivered: consumers get a pointer to it,
 	// which would otherwise make every reading escape to the heap. They must
 	// not keep the pointer past Consume.
@@ -53,6 +63,56 @@ func (p *pipeline) Reading(in drivers.Reading) {
 	for _, c := range p.consumers {
 		c.Consume(r)
 	}
+	if int(r.Metric) < maxMetrics && p.flags[r.Metric] != r.Flags {
+		p.flags[r.Metric] = r.Flags
+		var all drivers.Flags
+		for _, f := range p.flags {
+			all |= f
+		}
+		if c := conditionsOf(all); c != p.conditions {
+			p.conditions = c
+			if p.onConditions != nil {
+				p.onConditions(c.list())
+			}
+		}
+	}
+}
+
+// maxMetrics bounds the catalogue's metric ids for per-metric arrays.
+const maxMetrics = 32
+
+// conditionSet is a bit set over devstatus.Conditions() order.
+type conditionSet uint8
+
+// conditionFlags maps each condition, in devstatus.Conditions() order, to
+// the reading flags that raise it.
+var conditionFlags = [...]drivers.Flags{
+	drivers.FlagSensorOff | drivers.FlagNoSensor, // sensor-off
+	drivers.FlagSearching,                        // searching
+	drivers.FlagLowPerfusion | drivers.FlagLowSignalQuality | drivers.FlagArtifact, // low-signal-quality
+	drivers.FlagCuffError,   // cuff-error
+	drivers.FlagSensorFault, // sensor-fault
+}
+
+func conditionsOf(f drivers.Flags) conditionSet {
+	var c conditionSet
+	for i, mask := range conditionFlags {
+		if f&mask != 0 {
+			c |= 1 << i
+		}
+	}
+	return c
+}
+
+func (c conditionSet) list() []devstatus.Condition {
+	all := devstatus.Conditions()
+	out := make([]devstatus.Condition, 0, len(all))
+	for i, cond := range all {
+		if c&(1<<i) != 0 {
+			out = append(out, cond)
+		}
+	}
+	return out
 }
 
 func (p *pipeline) Frame(result drivers.FrameResult, dropped int) {

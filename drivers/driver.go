@@ -79,6 +79,13 @@ type Conversation interface {
 	TickEvery() time.Duration
 }
 
+// Advancer is implemented by conversations whose timers can end in readings
+// (an NIBP measurement that times out yields readings without a value). When
+// a decoder has it, the agent calls Advance instead of Tick.
+type Advancer interface {
+	Advance(w io.Writer, now time.Time, sink Sink) error
+}
+
 // Commander is implemented by decoders of devices that act on request, such
 // as an NIBP monitor starting a cuff measurement. The agent calls Command from
 // its own goroutine, serialized with Feed and Tick, with the connection's

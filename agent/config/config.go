@@ -38,6 +38,10 @@ type Device struct {
 	// 0 = the metric default (Metrics.StaleAfter for continuous metrics).
 	StaleAfter time.Duration `yaml:"stale_after"`
 
+	// NIBP schedules automatic blood-pressure measurements on devices that
+	// take commands; nil = on demand only.
+	NIBP *NIBP `yaml:"nibp"`
+
 	// Options are the driver-specific keys (everything not listed above),
 	// checked by the driver's Validate. Values are as YAML decodes them into
 	// any: string, int, float64, bool, []any, map[string]any. Never nil after
@@ -46,6 +50,13 @@ type Device struct {
 
 	// Line is the config line of this device entry, for later messages.
 	Line int `yaml:"-"`
+}
+
+// NIBP is a device's automatic measurement schedule.
+type NIBP struct {
+	// Interval between automatic measurements; the first starts one interval
+	// after the device connects, and none starts while one is running.
+	Interval time.Duration `yaml:"interval"`
 }
 
 // USB identifies a USB-serial device independent of its /dev name.

@@ -66,7 +66,7 @@ func TestOneProblemEach(t *testing.T) {
 		{"missing devices", "site: s\nroom: r\n", 0, "devices", "at least one device is required"},
 		{"empty device list", "site: s\nroom: r\ndevices: []\n", 3, "devices", "at least one device is required"},
 		{"missing device id", "site: a\nroom: b\ndevices:\n  - driver: test-driver\n    port: /dev/x\n", 4, "devices[0].id", "missing; every device needs an id"},
-		{"missing driver", "site: a\nroom: b\ndevices:\n  - id: x\n    port: /dev/x\n", 4, "devices[0].driver", "missing; name the device's protocol (known: masimo-ascii, test-driver, test-options, test-panics"},
+		{"missing driver", "site: a\nroom: b\ndevices:\n  - id: x\n    port: /dev/x\n", 4, "devices[0].driver", "missing; name the device's protocol (known: "},
 		{"missing usb pid", "site: a\nroom: b\ndevices:\n  - id: x\n    driver: test-driver\n    usb:\n      vid: \"0403\"\n", 7, "devices[0].usb.pid", "missing; the adapter's USB product id"},
 
 		// Invalid values.
@@ -111,7 +111,10 @@ func TestOneProblemEach(t *testing.T) {
 		{"null port", "site: a\nroom: b\ndevices:\n  - id: x\n    driver: test-driver\n    port:\n", 4, "devices[0]", "has neither port nor usb"},
 
 		// Drivers.
-		{"unknown driver", "site: a\nroom: b\ndevices:\n  - id: x\n    port: /dev/x\n    driver: foo\n", 6, "devices[0].driver", `unknown driver "foo" (known: masimo-ascii, test-driver, test-options, test-panics`},
+		{"nibp on an oximeter", "site: a\nroom: b\ndevices:\n  - id: x\n    port: /dev/x\n    driver: masimo-ascii\n    nibp: {interval: 5m}\n", 7, "devices[0].nibp", "cannot start a blood-pressure measurement"},
+		{"nibp interval too short", "site: a\nroom: b\ndevices:\n  - id: x\n    port: /dev/x\n    driver: suntech-advantage\n    nibp:\n      interval: 30s\n", 8, "devices[0].nibp.interval", "below the minimum 2m0s"},
+		{"nibp unknown key", "site: a\nroom: b\ndevices:\n  - id: x\n    port: /dev/x\n    driver: suntech-advantage\n    nibp:\n      every: 5m\n", 8, "devices[0].nibp.every", "unknown key (known: interval)"},
+		{"unknown driver", "site: a\nroom: b\ndevices:\n  - id: x\n    port: /dev/x\n    driver: foo\n", 6, "devices[0].driver", `unknown driver "foo" (known: contec-cms50, masimo-ascii, nonin-ascii`},
 		{"driver option invalid", "site: a\nroom: b\ndevices:\n  - id: x\n    driver: test-options\n    port: /dev/x\n    mode: c\n    count: 2\n", 7, "devices[0].mode", "driver test-options: mode must be a or b, got c"},
 		{"driver option missing", "site: a\nroom: b\ndevices:\n  - id: x\n    driver: test-options\n    port: /dev/x\n", 4, "devices[0]", "driver test-options: needs an option saying which mode"},
 		{"driver validate panics", "site: a\nroom: b\ndevices:\n  - id: x\n    driver: test-panics\n    port: /dev/x\n", 4, "devices[0]", "a bug in the driver): driver bug"},

@@ -17,7 +17,7 @@ import (
 // The keys each mapping accepts, in the order the example config lists them.
 var (
 	topKeys     = []string{"site", "room", "devices", "mqtt", "http", "metrics"}
-	deviceKeys  = []string{"id", "driver", "port", "usb", "baud", "data_bits", "parity", "stop_bits", "stale_after"}
+	deviceKeys  = []string{"id", "driver", "port", "usb", "baud", "data_bits", "parity", "stop_bits", "stale_after", "nibp"}
 	usbKeys     = []string{"vid", "pid", "serial"}
 	mqttKeys    = []string{"url", "listen", "client_id", "username", "password_file", "ca_file", "cert_file", "key_file", "topic_prefix", "keep_alive"}
 	httpKeys    = []string{"listen"}
@@ -256,6 +256,8 @@ func (w *walker) device(n *yaml.Node, path string) Device {
 				}
 				d.StaleAfter = v
 			}
+		case "nibp":
+			d.NIBP = w.nibp(p)
 		default:
 			var v any
 			if err := p.val.Decode(&v); err != nil {
@@ -284,8 +286,13 @@ func (w *walker) device(n *yaml.Node, path string) Device {
 	}
 
 	// Exactly one way to find the port: with both, which one wins would be a
-	// guess; with neither, there is nothing to open.
-	if !w.bad[path+".port"] && !w.bad[path+".usb"] {
+	// guess; with neither, there is nothing to open. Devices that connect to
+	// the agent (HL7 over TCP) have neither: their driver options say where.
+	if drv != nil && drv.Transport != drivers.Serial {
+		if d.Port != "" || d.USB != nil {
+			w.add(n, path, "driver %s does not use a serial port: remove port/usb and give its listen and sender options", drv.Name)
+		}
+	} else if !w.bad[path+".port"] && !w.bad[path+".usb"] {
 		hasPort, hasUSB := d.Port != "", d.USB != nil
 		switch {
 		case hasPort && hasUSB:
@@ -297,8 +304,49 @@ func (w *walker) device(n *yaml.Node, path string) Device {
 
 	if drv != nil {
 		w.driverOptions(drv, &d, n, path, options)
+		if d.NIBP != nil && !driverTakes(drv, d.Options, "nibp_start") {
+			w.add(w.at(path+".nibp"), path+".nibp", "driver %s cannot start a blood-pressure measurement; nibp applies to NIBP monitors that take commands", drv.Name)
+		}
 	}
 	return d
+}
+
+// MinNIBPInterval is the shortest automatic measurement interval accepted: a
+// cuff cycle takes up to about a minute, and the arm needs time to recover
+// between cycles.
+const MinNIBPInterval = 2 * time.Minute
+
+func (w *walker) nibp(p pair) *NIBP {
+	pairs, ok := w.mapping(p.val, p.path, "a mapping such as {interval: 5m}")
+	if !ok {
+		return nil
+	}
+	n := &NIBP{}
+	for _, q := range pairs {
+		switch q.name {
+		case "interval":
+			if v, set := w.duration(q); set {
+				if v < MinNIBPInterval {
+					w.add(q.val, q.path, "interval %s is below the minimum %s between cuff measurements", v, MinNIBPInterval)
+					break
+				}
+				n.Interval = v
+			}
+		default:
+			w.unknown(q, []string{"interval"}, "")
+		}
+	}
+	return n
+}
+
+// driverTakes reports whether the driver's decoder accepts the command.
+func driverTakes(drv *drivers.Driver, opts drivers.Options, command string) bool {
+	dec, err := drv.NewDecoder(opts)
+	if err != nil {
+		return false
+	}
+	c, ok := dec.(drivers.Commander)
+	return ok && slices.Contains(c.Commands(), command)
 }
 
 // driverOptions hands a device's extra keys to its driver. A driver error is

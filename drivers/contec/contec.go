@@ -103,8 +103,10 @@ func init() {
 		// The SiLabs CP210x bridge in the cable (protocols.md 3.1 [C]). It is
 		// the chip's generic id, shared by many unrelated gadgets: a match
 		// says "maybe a Contec", never "a Contec" (protocols.md 7.4).
-		USBIDs:      []string{"10c4:ea60"},
-		SilentAfter: silentAfter,
+		USBIDs:       []string{"10c4:ea60"},
+		SilentAfter:  silentAfter,
+		Variants:     Variants,
+		ProbeTimeout: ProbeTimeout,
 	})
 }
 
@@ -166,10 +168,7 @@ func ParseOptions(opts drivers.Options) (Protocol, error) {
 
 // Variant is one way to talk to the device: a link setting and the driver
 // options that build the decoder for it.
-type Variant struct {
-	Link    drivers.Link
-	Options drivers.Options
-}
+type Variant = drivers.LinkVariant
 
 // Variants lists the link settings to try, in order, for opts: for auto the
 // firmware 4.6+ setting first, then the legacy one (protocols.md 3.1 [I]);
