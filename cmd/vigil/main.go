@@ -80,6 +80,7 @@ run the daemon with "vigil run --config FILE".`,
 		newConfigCommand(),
 		newSimulateCommand(),
 		newDevicesCommand(),
+		newNIBPCommand(),
 		newVersionCommand(),
 	)
 	return root
