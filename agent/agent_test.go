@@ -505,3 +505,35 @@ func grepLines(body, substr string) string {
 }
 
 var jsonUnmarshal = json.Unmarshal
+
+// TestSilentDeviceIsReopened: a device whose port stays open but which stops
+// sending is reported silent, then its port is closed and reopened (which
+// restarts a driver's conversation); it stays silent on MQTT until a frame
+// arrives, and readings resume after it does.
+func TestSilentDeviceIsReopened(t *testing.T) {
+	ox := newFakeOximeter(t)
+	ra := startAgent(t, testConfig(t, ox.link, "embedded"))
+	sub := subscribe(t, ra.ep.MQTT)
+	statusTopic := "vigil/clinic-a/room-1/oximeter-1/status"
+	ox.send(frame(97, 70, 0))
+	waitFor(t, "silent", 15*time.Second, func() bool {
+		m, ok := sub.lastOn(statusTopic)
+		return ok && strings.Contains(string(m.payload), `"silent"`)
+	})
+	reconnects := `vigil_device_reconnects_total{device="oximeter-1",room="room-1",site="clinic-a"} 1`
+	waitFor(t, "the port reopened", 20*time.Second, func() bool {
+		_, body := httpGet(t, ra.ep.HTTP+"/metrics")
+		return strings.Contains(body, reconnects)
+	})
+	for _, m := range sub.snapshot() {
+		if m.topic == statusTopic && strings.Contains(string(m.payload), `"disconnected"`) {
+			t.Errorf("reopening a silent device published %s", m.payload)
+		}
+	}
+	ox.send(frame(96, 71, 0))
+	waitFor(t, "connected after the frame", 10*time.Second, func() bool {
+		m, ok := sub.lastOn(statusTopic)
+		return ok && strings.Contains(string(m.payload), `"connected"`)
+	})
+	waitFor(t, "the reading", 10*time.Second, func() bool { return len(sub.readings("spo2")) == 2 })
+}

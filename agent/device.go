@@ -24,6 +24,10 @@ type StatusConsumer interface {
 // device talks.
 const defaultSilentAfter = 5 * time.Second
 
+// reopenSilentAfter: a device silent for this many silence limits is
+// reopened, and again after as long if it stays silent.
+const reopenSilentAfter = 2
+
 // Errors of device commands, for the HTTP API and MQTT command results.
 var (
 	ErrUnknownDevice   = errors.New("no such device")
@@ -62,9 +66,13 @@ type device struct {
 	variant    int       // index into variants in use
 	// stopConn ends the per-connection goroutines (keep-alive ticks).
 	stopConn context.CancelFunc
-	// stopVariant ends the serial loop of the current link variant, to move
-	// on to the next one.
-	stopVariant context.CancelFunc
+	// stopLoop ends the current serial loop, so that connect reopens the
+	// port (with the next link variant while probing).
+	stopLoop context.CancelFunc
+	// reopening is set while the watchdog closes the port to reopen it: the
+	// close and reopen are not news (a silent device stays silent until a
+	// frame arrives).
+	reopening bool
 	connWG      sync.WaitGroup
 	runCtx      context.Context
 }
@@ -96,21 +104,21 @@ func (d *device) run(ctx context.Context) error {
 	return err
 }
 
-// connect runs the serial loop, moving through the driver's link variants
-// (Contec "auto") while none has produced a well-formed frame.
+// connect runs the serial loop until ctx ends. The watchdog ends a loop
+// (stopLoop) to reopen the port: to move to the driver's next link variant
+// (Contec "auto") while none has produced a well-formed frame, or to reopen
+// a device that stays silent.
 func (d *device) connect(ctx context.Context) error {
-	if len(d.variants) == 0 {
-		return serialport.Run(ctx, d.target, d, d.logger)
-	}
 	for ctx.Err() == nil {
 		d.mu.Lock()
-		v := d.variants[d.variant]
-		vctx, cancel := context.WithCancel(ctx)
-		d.stopVariant = cancel
-		d.mu.Unlock()
 		t := d.target
-		t.Link = mergeLink(v.Link, d.target.Link)
-		err := serialport.Run(vctx, t, d, d.logger)
+		if len(d.variants) > 0 {
+			t.Link = mergeLink(d.variants[d.variant].Link, d.target.Link)
+		}
+		lctx, cancel := context.WithCancel(ctx)
+		d.stopLoop = cancel
+		d.mu.Unlock()
+		err := serialport.Run(lctx, t, d, d.logger)
 		cancel()
 		if err != nil {
 			return err
@@ -156,6 +164,8 @@ func (d *device) Connected(w io.Writer, port string, now time.Time) {
 	d.decoder = dec
 	d.writer = w
 	d.framed = false
+	reopened := d.reopening
+	d.reopening = false
 	d.connects++
 	if d.connects > 1 && d.reconnected != nil {
 		d.reconnected(d.id)
@@ -164,7 +174,9 @@ func (d *device) Connected(w io.Writer, port string, now time.Time) {
 	// counts as silent.
 	d.lastFrame = now
 	d.logger.Info("device connected", "device", d.id, "port", port)
-	d.setState(devstatus.Connected, now, "")
+	if !reopened || d.state != devstatus.Silent {
+		d.setState(devstatus.Connected, now, "")
+	}
 
 	if conv, ok := dec.(drivers.Conversation); ok {
 		if err := conv.Start(w, now); err != nil {
@@ -214,6 +226,9 @@ func (d *device) Disconnected(err error, now time.Time) {
 	d.endConnection()
 	d.decoder = nil
 	d.writer = nil
+	if d.reopening && errors.Is(err, serialport.ErrStopped) {
+		return
+	}
 	msg := "disconnected"
 	if err != nil {
 		msg = err.Error()
@@ -339,17 +354,26 @@ func (d *device) watch(ctx context.Context) {
 		case now := <-t.C:
 			d.mu.Lock()
 			quiet := now.Sub(d.lastFrame)
-			if len(d.variants) > 1 && d.decoder != nil && !d.framed && quiet > d.driver.ProbeTimeout && d.stopVariant != nil {
+			switch {
+			case len(d.variants) > 1 && d.decoder != nil && !d.framed && quiet > d.driver.ProbeTimeout && d.stopLoop != nil:
 				next := (d.variant + 1) % len(d.variants)
 				d.logger.Info("no frame with these link settings; trying the next", "device", d.id,
 					"baud", d.variants[d.variant].Link.Baud, "next_baud", d.variants[next].Link.Baud)
 				d.variant = next
-				d.stopVariant()
-				d.stopVariant = nil
-			}
-			if d.state == devstatus.Connected && quiet > d.silentAfter {
+				d.reopening = true
+				d.stopLoop()
+				d.stopLoop = nil
+			case d.state == devstatus.Connected && quiet > d.silentAfter:
 				d.logger.Warn("device silent", "device", d.id, "silent_for", quiet.Round(time.Millisecond))
 				d.setState(devstatus.Silent, now, fmt.Sprintf("no data for %s", d.silentAfter))
+			case d.state == devstatus.Silent && quiet > reopenSilentAfter*d.silentAfter && d.stopLoop != nil:
+				// Reopening resets the device's line and the driver's
+				// conversation (start command, keep-alive): a device that
+				// stopped answering may take up again.
+				d.logger.Warn("device still silent; reopening the port", "device", d.id)
+				d.reopening = true
+				d.stopLoop()
+				d.stopLoop = nil
 			}
 			d.mu.Unlock()
 		}
