@@ -143,6 +143,10 @@ type Driver struct {
 	// NewEncoder makes the simulator's encoder: it renders readings as the
 	// device would send them. nil when the driver has no simulator.
 	NewEncoder func(opts Options) (Encoder, error)
+	// NewResponder, for devices that answer the host (an NIBP module), makes
+	// the simulator's device: it is told the scenario's values and answers
+	// what the host writes. nil for devices that simply stream.
+	NewResponder func(opts Options) (Responder, error)
 	// Validate checks driver options at config load; nil accepts none.
 	Validate func(opts Options) error
 	// USBIDs are USB vendor:product ids (lower-case hex "0403:6001") of cables
@@ -175,6 +179,15 @@ type Encoder interface {
 	Encode(dst []byte, f Frame) []byte
 	// Interval is the time between frames the real device sends.
 	Interval() time.Duration
+}
+
+// Responder plays a device that answers its host, for the simulator.
+type Responder interface {
+	// SetFrame gives the values the device would measure now.
+	SetFrame(f Frame)
+	// Exchange takes what the host wrote (nil for nothing) at time now and
+	// returns what the device sends, including anything it says unasked.
+	Exchange(host []byte, now time.Time) []byte
 }
 
 var (

@@ -143,11 +143,14 @@ func lineReader(t *testing.T, cmd *exec.Cmd) <-chan string {
 	return lines
 }
 
+// simulatorDriver is the driver startSimulator plays.
+var simulatorDriver = "masimo-ascii"
+
 // startSimulator runs `vigil simulate` and returns the path it prints first.
 func startSimulator(t *testing.T, scenario string) string {
 	t.Helper()
 	link := filepath.Join(t.TempDir(), "oximeter")
-	cmd := exec.Command(vigilBin, "simulate", "masimo-ascii", "--scenario", scenario, "--link", link)
+	cmd := exec.Command(vigilBin, "simulate", simulatorDriver, "--scenario", scenario, "--link", link)
 	cmd.Stderr = &bytes.Buffer{}
 	lines := lineReader(t, cmd)
 	if err := cmd.Start(); err != nil {
@@ -216,10 +219,28 @@ func waitUntil(t *testing.T, what string, timeout time.Duration, cond func() boo
 	t.Fatalf("timed out after %s waiting for %s", timeout, what)
 }
 
-func startRun(t *testing.T, port, brokerURL string) *exec.Cmd {
+// runningProcess is a `vigil run` under test, with its combined output.
+type runningProcess struct {
+	*exec.Cmd
+	mu  sync.Mutex
+	out bytes.Buffer
+}
+
+func (p *runningProcess) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.Write(b)
+}
+
+func (p *runningProcess) logs() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.String()
+}
+
+func startRun(t *testing.T, port, brokerURL string) *runningProcess {
 	t.Helper()
-	cfg := filepath.Join(t.TempDir(), "vigil.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`site: clinic-a
+	return startRunConfig(t, fmt.Sprintf(`site: clinic-a
 room: room-1
 devices:
   - id: oximeter-1
@@ -230,23 +251,28 @@ mqtt:
   keep_alive: 1s
 http:
   listen: 127.0.0.1:0
-`, port, brokerURL)), 0o600)
-	cmd := exec.Command(vigilBin, "run", "--config", cfg, "--log-format", "json")
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
+`, port, brokerURL))
+}
+
+func startRunConfig(t *testing.T, yaml string) *runningProcess {
+	t.Helper()
+	cfg := filepath.Join(t.TempDir(), "vigil.yaml")
+	os.WriteFile(cfg, []byte(yaml), 0o600)
+	p := &runningProcess{Cmd: exec.Command(vigilBin, "run", "--config", cfg, "--log-format", "json")}
+	p.Stdout, p.Stderr = p, p
+	if err := p.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			cmd.Wait()
+		if p.ProcessState == nil {
+			p.Process.Kill()
+			p.Wait()
 		}
 		if t.Failed() {
-			t.Logf("vigil run output:\n%s", logs.String())
+			t.Logf("vigil run output:\n%s", p.logs())
 		}
 	})
-	return cmd
+	return p
 }
 
 // TestRunStopsCleanlyOnSIGTERM: the daemon closes its devices, sets the room

@@ -91,6 +91,10 @@ type Stats struct {
 type Device struct {
 	log      *slog.Logger
 	enc      drivers.Encoder
+	// resp answers the host for devices that are talked to (NIBP); nil for
+	// devices that stream. respMu serializes the play loop and the drain.
+	resp   drivers.Responder
+	respMu sync.Mutex
 	scenario *Scenario
 	tl       *timeline
 	period   time.Duration
@@ -182,6 +186,11 @@ func NewDevice(o Options) (*Device, error) {
 		onHost:   o.OnHostWrite,
 		closing:  make(chan struct{}),
 		step:     -1,
+	}
+	if o.Driver.NewResponder != nil {
+		if d.resp, err = o.Driver.NewResponder(o.DriverOptions); err != nil {
+			return nil, fmt.Errorf("simulator: %s responder: %w", o.Driver.Name, err)
+		}
 	}
 	d.delim = frameDelimiter(enc.Encode(nil, drivers.Frame{Time: time.Now(), Values: map[drivers.MetricID]float64{}}))
 	if d.link != "" {
@@ -318,6 +327,16 @@ func (d *Device) play(ctx context.Context) error {
 			}
 			f.Time = wallStart.Add(at)
 			f.DeviceSN = d.sn
+			if d.resp != nil {
+				// A device that is talked to says nothing of its own but
+				// what its conversation calls for (a measurement ending).
+				d.respMu.Lock()
+				d.resp.SetFrame(f)
+				buf = append(buf, d.resp.Exchange(nil, time.Now())...)
+				d.respMu.Unlock()
+				n++
+				continue
+			}
 			buf = d.enc.Encode(buf, f)
 			if fm.Garbage > 0 {
 				buf = appendGarbage(buf, fm.Garbage, rng, d.delim)
@@ -482,6 +501,17 @@ func (d *Device) drain(p *devicePort) {
 		n, err := p.master.Read(buf)
 		if n > 0 && d.onHost != nil {
 			d.onHost(buf[:n])
+		}
+		if n > 0 && d.resp != nil {
+			d.respMu.Lock()
+			reply := d.resp.Exchange(buf[:n], time.Now())
+			d.respMu.Unlock()
+			if len(reply) > 0 {
+				_ = p.master.SetWriteDeadline(time.Now().Add(writeTimeout))
+				if _, werr := p.master.Write(reply); werr != nil {
+					d.log.Debug("reply to host", "err", werr)
+				}
+			}
 		}
 		if err == nil {
 			continue

@@ -3,6 +3,8 @@ package suntech
 import (
 	"bytes"
 	"time"
+
+	"github.com/vigil-monitor/vigil/drivers"
 )
 
 // Module defaults.
@@ -200,3 +202,7 @@ func (m *Module) reply(out, pkt []byte) []byte {
 	}
 	return out
 }
+
+// SetFrame implements drivers.Responder for the simulator: the next
+// determination to end reports f's blood pressure (or its cuff error).
+func (m *Module) SetFrame(f drivers.Frame) { m.Result = ResultFor(f) }

@@ -52,6 +52,14 @@ func init() {
 			}
 			return Encoder{}, nil
 		},
+		// `vigil simulate suntech-advantage` plays a module that answers
+		// the agent's start, poll and fetch commands.
+		NewResponder: func(opts drivers.Options) (drivers.Responder, error) {
+			if _, err := parseOptions(opts); err != nil {
+				return nil, err
+			}
+			return &Module{}, nil
+		},
 		Validate: func(opts drivers.Options) error {
 			_, err := parseOptions(opts)
 			return err

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/vigil-monitor/vigil/agent/mqtt/testbroker"
+	"github.com/vigil-monitor/vigil/drivers"
+)
+
+// TestSimulateEverySerialDriver: `vigil simulate DRIVER` plays each serial
+// device well enough for `vigil run` to read it: its first metric reaches a
+// real Mosquitto with a value. The NIBP module answers the agent's commands,
+// so its measurement is started with `vigil nibp start`.
+func TestSimulateEverySerialDriver(t *testing.T) {
+	b := testbroker.StartMosquitto(t)
+	for _, name := range drivers.Names() {
+		drv, _ := drivers.Lookup(name)
+		if drv.Transport != drivers.Serial {
+			continue
+		}
+		t.Run(name, func(t *testing.T) {
+			port := startSimulatorFor(t, name, "normal")
+			cmd := startRunDriver(t, name, port, b.URL())
+			metric := drv.Metrics[0].String()
+			var mu sync.Mutex
+			var values []float64
+			sub := paho.NewClient(paho.NewClientOptions().AddBroker(b.URL()).SetClientID("sim-" + name))
+			if tok := sub.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+				t.Fatal(tok.Error())
+			}
+			defer sub.Disconnect(100)
+			sub.Subscribe("vigil/clinic-a/room-1/oximeter-1/"+metric, 1, func(_ paho.Client, m paho.Message) {
+				var p struct {
+					Value *float64 `json:"value"`
+				}
+				if json.Unmarshal(m.Payload(), &p) == nil && p.Value != nil {
+					mu.Lock()
+					values = append(values, *p.Value)
+					mu.Unlock()
+				}
+			}).Wait()
+			if drv.NewResponder != nil {
+				addr := waitHTTPAddr(t, cmd)
+				waitUntil(t, "a measurement started", 20*time.Second, func() bool {
+					_, _, code := vigil(t, "nibp", "start", "--device", "oximeter-1", "--addr", addr)
+					return code == 0
+				})
+			}
+			waitUntil(t, "a "+metric+" value", 30*time.Second, func() bool {
+				mu.Lock()
+				defer mu.Unlock()
+				return len(values) > 0
+			})
+			mu.Lock()
+			t.Logf("%s values: %v", metric, values)
+			mu.Unlock()
+		})
+	}
+}
+
+func startSimulatorFor(t *testing.T, driver, scenario string) string {
+	t.Helper()
+	prev := simulatorDriver
+	simulatorDriver = driver
+	defer func() { simulatorDriver = prev }()
+	return startSimulator(t, scenario)
+}
+
+// startRunDriver runs `vigil run` on one device of the given driver; its
+// logs are JSON so the HTTP address can be read from them.
+func startRunDriver(t *testing.T, driver, port, brokerURL string) *runningProcess {
+	t.Helper()
+	return startRunConfig(t, fmt.Sprintf(`site: clinic-a
+room: room-1
+devices:
+  - id: oximeter-1
+    driver: %s
+    port: %s
+mqtt:
+  url: %s
+http:
+  listen: 127.0.0.1:0
+`, driver, port, brokerURL))
+}
+
+// waitHTTPAddr reads the agent's HTTP address from its "vigil running" log.
+func waitHTTPAddr(t *testing.T, p *runningProcess) string {
+	t.Helper()
+	var addr string
+	waitUntil(t, "the agent's HTTP address in its log", 20*time.Second, func() bool {
+		for _, line := range strings.Split(p.logs(), "\n") {
+			var rec struct {
+				Msg  string `json:"msg"`
+				HTTP string `json:"http"`
+			}
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "vigil running" && rec.HTTP != "" {
+				addr = rec.HTTP
+				return true
+			}
+		}
+		return false
+	})
+	return addr
+}
+
