@@ -109,4 +109,3 @@ func waitHTTPAddr(t *testing.T, p *runningProcess) string {
 	})
 	return addr
 }
-

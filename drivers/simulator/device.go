@@ -89,12 +89,12 @@ type Stats struct {
 
 // Device is a simulated serial device on a pseudo-terminal.
 type Device struct {
-	log      *slog.Logger
-	enc      drivers.Encoder
+	log *slog.Logger
+	enc drivers.Encoder
 	// resp answers the host for devices that are talked to (NIBP); nil for
 	// devices that stream. respMu serializes the play loop and the drain.
-	resp   drivers.Responder
-	respMu sync.Mutex
+	resp     drivers.Responder
+	respMu   sync.Mutex
 	scenario *Scenario
 	tl       *timeline
 	period   time.Duration
