@@ -162,6 +162,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	defer stopDevices()
 	devices := map[string]*device{}
 	var devWG sync.WaitGroup
+	var listened []*device
 	for _, s := range specs {
 		d := newDevice(s, []StatusConsumer{m, pub}, m.Reconnected, logger)
 		d.pipe = &pipeline{
@@ -172,6 +173,10 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 			onConditions: d.conditionsChanged,
 		}
 		devices[d.id] = d
+		if s.driver.Transport == drivers.TCPListen {
+			listened = append(listened, d)
+			continue
+		}
 		devWG.Add(1)
 		go func() {
 			defer devWG.Done()
@@ -179,6 +184,32 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 				errs <- fmt.Errorf("device %s: %w", d.id, err)
 			}
 		}()
+	}
+	if len(listened) > 0 {
+		servers, err := startListeners(listened, newHL7Counters(m.Registry(), cfg.Site, cfg.Room), logger)
+		if err != nil {
+			stopDevices()
+			devWG.Wait()
+			pub.Close(context.Background())
+			srv.Close()
+			return err
+		}
+		for _, d := range listened {
+			devWG.Add(1)
+			go func() {
+				defer devWG.Done()
+				d.runListened(devCtx)
+			}()
+		}
+		for _, hs := range servers {
+			devWG.Add(1)
+			go func() {
+				defer devWG.Done()
+				if err := hs.Serve(devCtx); err != nil {
+					errs <- fmt.Errorf("HL7 listener %s: %w", hs.Addr(), err)
+				}
+			}()
+		}
 	}
 	srv.Handle("POST /api/v1/devices/{device}/commands/{command}", commandHandler(devices, logger))
 	wg.Add(1)

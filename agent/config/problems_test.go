@@ -114,7 +114,7 @@ func TestOneProblemEach(t *testing.T) {
 		{"nibp on an oximeter", "site: a\nroom: b\ndevices:\n  - id: x\n    port: /dev/x\n    driver: masimo-ascii\n    nibp: {interval: 5m}\n", 7, "devices[0].nibp", "cannot start a blood-pressure measurement"},
 		{"nibp interval too short", "site: a\nroom: b\ndevices:\n  - id: x\n    port: /dev/x\n    driver: suntech-advantage\n    nibp:\n      interval: 30s\n", 8, "devices[0].nibp.interval", "below the minimum 2m0s"},
 		{"nibp unknown key", "site: a\nroom: b\ndevices:\n  - id: x\n    port: /dev/x\n    driver: suntech-advantage\n    nibp:\n      every: 5m\n", 8, "devices[0].nibp.every", "unknown key (known: interval)"},
-		{"unknown driver", "site: a\nroom: b\ndevices:\n  - id: x\n    port: /dev/x\n    driver: foo\n", 6, "devices[0].driver", `unknown driver "foo" (known: contec-cms50, masimo-ascii, nonin-ascii`},
+		{"unknown driver", "site: a\nroom: b\ndevices:\n  - id: x\n    port: /dev/x\n    driver: foo\n", 6, "devices[0].driver", `unknown driver "foo" (known: contec-cms50, hl7-mllp, masimo-ascii`},
 		{"driver option invalid", "site: a\nroom: b\ndevices:\n  - id: x\n    driver: test-options\n    port: /dev/x\n    mode: c\n    count: 2\n", 7, "devices[0].mode", "driver test-options: mode must be a or b, got c"},
 		{"driver option missing", "site: a\nroom: b\ndevices:\n  - id: x\n    driver: test-options\n    port: /dev/x\n", 4, "devices[0]", "driver test-options: needs an option saying which mode"},
 		{"driver validate panics", "site: a\nroom: b\ndevices:\n  - id: x\n    driver: test-panics\n    port: /dev/x\n", 4, "devices[0]", "a bug in the driver): driver bug"},

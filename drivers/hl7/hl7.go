@@ -36,6 +36,7 @@ var metrics = []drivers.MetricID{
 
 func init() {
 	drivers.Register(&drivers.Driver{
+		Transport:   drivers.TCPListen, // the monitor connects to the agent
 		Name:        Name,
 		Description: "Patient monitors pushing HL7 v2 ORU^R01 over MLLP/TCP (Mindray, Edan, Comen, Philips gateways): SpO2, pulse, PI, NIBP, respiration rate",
 		// Not serial: the monitor connects over TCP to `listen`.
