@@ -1,6 +1,6 @@
 // Package metrics is Vigil's Prometheus exposition: the current vital signs of
-// every configured device, each device's health (connected, last reading,
-// frame outcomes, reconnects) and the agent's own health (MQTT, build, Go
+// every configured device, each device's health (connected, technical
+// conditions, last reading, frame outcomes, reconnects) and the agent's own health (MQTT, build, Go
 // runtime, process).
 //
 // Everything lives in a registry of its own, never the global one, so tests
@@ -15,6 +15,7 @@ package metrics
 
 import (
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -48,7 +49,8 @@ type Device struct {
 type Options struct {
 	Site, Room string
 	// Devices are the configured devices. Their series (vigil_device_up,
-	// vigil_last_reading_timestamp_seconds, counters) exist from the start,
+	// vigil_device_condition, vigil_last_reading_timestamp_seconds,
+	// counters) exist from the start,
 	// so alert rules can fire on a device that never sends anything.
 	Devices []Device
 	// StaleAfter is how long a continuous metric's value stays in the scrape
@@ -95,6 +97,9 @@ type deviceState struct {
 	reconnects  prometheus.Counter
 	discarded   prometheus.Counter
 	frames      []prometheus.Counter // indexed by drivers.FrameResult
+	// conditions are the vigil_device_condition gauges, indexed like
+	// conditionLabels.
+	conditions []prometheus.Gauge
 
 	mu sync.Mutex // guards vitals and readings
 	// vitals is indexed by drivers.MetricID; index 0 (MetricUnknown) and
@@ -105,6 +110,25 @@ type deviceState struct {
 	// device is not configured with are created on first use.
 	readings []prometheus.Counter
 }
+
+// conditionLabels are the condition label values of vigil_device_condition:
+// every devstatus condition, in devstatus.Conditions() order, then the two
+// connection states alerts key on. DeviceStatus relies on this layout.
+var conditionLabels = func() []string {
+	var labels []string
+	for _, c := range deviceConditions {
+		labels = append(labels, string(c))
+	}
+	return append(labels, "disconnected", "silent")
+}()
+
+// deviceConditions is devstatus.Conditions(), taken once (it allocates).
+var deviceConditions = devstatus.Conditions()
+
+const (
+	conditionDisconnected = iota // offsets after deviceConditions in conditionLabels
+	conditionSilent
+)
 
 // catalogueSize is the length of per-metric arrays: one slot per catalogue
 // metric plus slot 0 for MetricUnknown.
@@ -173,6 +197,13 @@ func New(o Options) *Metrics {
 		Name: "vigil_device_reconnects_total",
 		Help: "Times the device's port was opened again after its first connection.",
 	}, []string{"device"})
+	// Every condition of every configured device exists from the start, so
+	// an alert on `vigil_device_condition{condition="sensor-off"} == 1` has
+	// a series to evaluate and `== 0` means "known not to be the case".
+	conditions := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "vigil_device_condition",
+		Help: "1 while the device has the technical condition, else 0. disconnected: the port is not open (also before the first connection); silent: the port is open but no frame arrives; the others come from the flags of the device's readings.",
+	}, []string{"device", "condition"})
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "vigil_build_info",
 		Help: "Always 1; labels describe the running agent's build.",
@@ -200,7 +231,15 @@ func New(o Options) *Metrics {
 			frames:      make([]prometheus.Counter, frameSlots),
 			vitals:      make([]vitalSlot, catalogueSize),
 			readings:    make([]prometheus.Counter, catalogueSize),
+			conditions:  make([]prometheus.Gauge, len(conditionLabels)),
 		}
+		for i, c := range conditionLabels {
+			d.conditions[i] = conditions.WithLabelValues(cd.ID, c)
+		}
+		// Before its first status the device is not connected: it counts
+		// as disconnected (vigil_device_up is 0 too), so an alert on
+		// disconnection covers a device that never came up.
+		d.conditions[len(deviceConditions)+conditionDisconnected].Set(1)
 		for _, r := range frameResults {
 			d.frames[r] = frames.WithLabelValues(cd.ID, r.String())
 		}
@@ -219,7 +258,7 @@ func New(o Options) *Metrics {
 	vigilReg.MustRegister(
 		newVitalCollector(m),
 		m.readings, m.mqttConnected, m.mqttPublishErrors, m.unknownDevice,
-		up, lastReading, frames, discarded, reconnects, build,
+		up, lastReading, frames, discarded, reconnects, conditions, build,
 	)
 	// Runtime and process metrics keep their standard names and labels so
 	// stock dashboards work; they describe the agent, not a room.
@@ -313,18 +352,30 @@ func (m *Metrics) Frame(device string, result drivers.FrameResult, dropped int) 
 	}
 }
 
-// DeviceStatus sets vigil_device_up from a device's state change. A device
-// that disconnects loses all its current values at once: nothing it reported
-// is live any more. A silent device loses its continuous values (they would
-// be stale within seconds anyway) but keeps its last blood pressure, since
-// an NIBP monitor is normally quiet between measurements and that value ages
-// out by NIBPStaleAfter like any other.
+// DeviceStatus sets vigil_device_up and vigil_device_condition from a
+// change of a device's state or conditions. A device that disconnects loses
+// all its current values at once: nothing it reported is live any more. A
+// silent device loses its continuous values (they would be stale within
+// seconds anyway) but keeps its last blood pressure, since an NIBP monitor is
+// normally quiet between measurements and that value ages out by
+// NIBPStaleAfter like any other.
+//
+// A state that is neither Connected nor Silent counts as Disconnected: a
+// state this package does not know must not look live. Conditions outside
+// devstatus.Conditions() are ignored (they have no series). It does not
+// allocate.
 func (m *Metrics) DeviceStatus(s devstatus.Status) {
 	d := m.devices[s.Device]
 	if d == nil {
 		m.unknownDevice.Inc()
 		return
 	}
+	disconnected := s.State != devstatus.Connected && s.State != devstatus.Silent
+	for i, c := range deviceConditions {
+		setFlag(d.conditions[i], slices.Contains(s.Conditions, c))
+	}
+	setFlag(d.conditions[len(deviceConditions)+conditionDisconnected], disconnected)
+	setFlag(d.conditions[len(deviceConditions)+conditionSilent], s.State == devstatus.Silent)
 	if s.State == devstatus.Connected {
 		d.up.Set(1)
 		return
@@ -332,11 +383,19 @@ func (m *Metrics) DeviceStatus(s devstatus.Status) {
 	d.up.Set(0)
 	d.mu.Lock()
 	for id := range d.vitals {
-		if s.State == devstatus.Disconnected || drivers.MetricID(id).Info().Continuous {
+		if disconnected || drivers.MetricID(id).Info().Continuous {
 			d.vitals[id].present = false
 		}
 	}
 	d.mu.Unlock()
+}
+
+func setFlag(g prometheus.Gauge, on bool) {
+	if on {
+		g.Set(1)
+	} else {
+		g.Set(0)
+	}
 }
 
 // Reconnected counts a reconnection of device (its port opened again after
@@ -351,13 +410,7 @@ func (m *Metrics) Reconnected(device string) {
 }
 
 // SetMQTTConnected sets vigil_mqtt_connected.
-func (m *Metrics) SetMQTTConnected(connected bool) {
-	if connected {
-		m.mqttConnected.Set(1)
-	} else {
-		m.mqttConnected.Set(0)
-	}
-}
+func (m *Metrics) SetMQTTConnected(connected bool) { setFlag(m.mqttConnected, connected) }
 
 // MQTTPublishError counts one failed MQTT publish.
 func (m *Metrics) MQTTPublishError() { m.mqttPublishErrors.Inc() }

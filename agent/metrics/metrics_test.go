@@ -399,6 +399,23 @@ func TestDeviceSeriesExistBeforeAnyReading(t *testing.T) {
 		`vigil_readings_total{device="ox1",metric="spo2",room="room-2",site="clinic-a"} 0`,
 	)
 	assertLines(t, scrape(t, reg, vitalNames...)) // no vital before a reading
+	// Before its first status a device is not connected: disconnected.
+	assertLines(t, scrape(t, reg, "vigil_device_condition"),
+		`vigil_device_condition{condition="cuff-error",device="bp1",room="room-2",site="clinic-a"} 0`,
+		`vigil_device_condition{condition="cuff-error",device="ox1",room="room-2",site="clinic-a"} 0`,
+		`vigil_device_condition{condition="disconnected",device="bp1",room="room-2",site="clinic-a"} 1`,
+		`vigil_device_condition{condition="disconnected",device="ox1",room="room-2",site="clinic-a"} 1`,
+		`vigil_device_condition{condition="low-signal-quality",device="bp1",room="room-2",site="clinic-a"} 0`,
+		`vigil_device_condition{condition="low-signal-quality",device="ox1",room="room-2",site="clinic-a"} 0`,
+		`vigil_device_condition{condition="searching",device="bp1",room="room-2",site="clinic-a"} 0`,
+		`vigil_device_condition{condition="searching",device="ox1",room="room-2",site="clinic-a"} 0`,
+		`vigil_device_condition{condition="sensor-fault",device="bp1",room="room-2",site="clinic-a"} 0`,
+		`vigil_device_condition{condition="sensor-fault",device="ox1",room="room-2",site="clinic-a"} 0`,
+		`vigil_device_condition{condition="sensor-off",device="bp1",room="room-2",site="clinic-a"} 0`,
+		`vigil_device_condition{condition="sensor-off",device="ox1",room="room-2",site="clinic-a"} 0`,
+		`vigil_device_condition{condition="silent",device="bp1",room="room-2",site="clinic-a"} 0`,
+		`vigil_device_condition{condition="silent",device="ox1",room="room-2",site="clinic-a"} 0`,
+	)
 	assertLines(t, scrape(t, reg, "vigil_mqtt_connected", "vigil_mqtt_publish_errors_total", "vigil_unknown_device_events_total"),
 		`vigil_mqtt_connected{room="room-2",site="clinic-a"} 0`,
 		`vigil_mqtt_publish_errors_total{room="room-2",site="clinic-a"} 0`,
@@ -432,6 +449,90 @@ func TestDeviceUpFollowsStatus(t *testing.T) {
 	status("ox1", devstatus.Disconnected)
 	if up("ox1") != 0 {
 		t.Fatal("disconnected device up")
+	}
+}
+
+// conditionsOf returns the conditions of device that are 1, read from the
+// exposition, sorted by name.
+func conditionsOf(t *testing.T, m *Metrics, device string) []string {
+	t.Helper()
+	mfs, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var on []string
+	seen := 0
+	for _, mf := range mfs {
+		if mf.GetName() != "vigil_device_condition" {
+			continue
+		}
+		for _, metric := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, lp := range metric.GetLabel() {
+				labels[lp.GetName()] = lp.GetValue()
+			}
+			if labels["device"] != device {
+				continue
+			}
+			seen++
+			switch v := metric.GetGauge().GetValue(); v {
+			case 1:
+				on = append(on, labels["condition"])
+			case 0:
+			default:
+				t.Fatalf("vigil_device_condition %v = %v, want 0 or 1", labels, v)
+			}
+		}
+	}
+	if want := len(devstatus.Conditions()) + 2; seen != want {
+		t.Fatalf("%d condition series for %s, want %d", seen, device, want)
+	}
+	slices.Sort(on)
+	return on
+}
+
+func TestDeviceConditionFollowsStatus(t *testing.T) {
+	clock := &fakeClock{now: t0}
+	m := newTest(clock, Options{})
+	check := func(device string, want ...string) {
+		t.Helper()
+		if got := conditionsOf(t, m, device); !slices.Equal(got, want) {
+			t.Fatalf("%s conditions %v, want %v", device, got, want)
+		}
+	}
+	status := func(device string, state devstatus.State, conds ...devstatus.Condition) {
+		m.DeviceStatus(devstatus.Status{Device: device, State: state, Since: clock.Now(), Conditions: conds})
+	}
+
+	check("ox1", "disconnected")
+	status("ox1", devstatus.Connected)
+	check("ox1")
+	check("bp1", "disconnected") // other devices untouched
+	status("ox1", devstatus.Connected, devstatus.SensorOff, devstatus.LowSignalQuality)
+	check("ox1", "low-signal-quality", "sensor-off")
+	// A condition that clears goes back to 0; one that appears goes to 1.
+	status("ox1", devstatus.Connected, devstatus.Searching)
+	check("ox1", "searching")
+	status("ox1", devstatus.Silent)
+	check("ox1", "silent")
+	status("ox1", devstatus.Connected, devstatus.SensorFault)
+	check("ox1", "sensor-fault")
+	status("ox1", devstatus.Disconnected)
+	check("ox1", "disconnected")
+	status("bp1", devstatus.Connected, devstatus.CuffError)
+	check("bp1", "cuff-error")
+	// Every condition at once, repeated, and one that does not exist.
+	status("bp1", devstatus.Connected, append(devstatus.Conditions(), "bogus", devstatus.CuffError)...)
+	check("bp1", "cuff-error", "low-signal-quality", "searching", "sensor-fault", "sensor-off")
+	// An unknown state is not live: disconnected, up 0, values gone.
+	m.Consume(valid("bp1", drivers.NIBPMean, 90, t0))
+	status("bp1", devstatus.State("rebooting"))
+	check("bp1", "disconnected")
+	if up := gaugeValue(t, m.Registry(), "vigil_device_up", "bp1"); up != 0 {
+		t.Fatalf("device up %v in an unknown state", up)
+	}
+	if present(t, m, "vigil_nibp_mean_mmhg", "bp1") {
+		t.Fatal("NIBP shown for a device in an unknown state")
 	}
 }
 
@@ -687,7 +788,7 @@ func populate(m *Metrics) {
 		m.Consume(valid(device, g.metric, g.metric.Info().Min+1, at))
 	}
 	m.Frame("ox1", drivers.FrameOK, 1)
-	m.DeviceStatus(devstatus.Status{Device: "ox1", State: devstatus.Connected})
+	m.DeviceStatus(devstatus.Status{Device: "ox1", State: devstatus.Connected, Conditions: devstatus.Conditions()})
 	m.Reconnected("ox1")
 	m.MQTTPublishError()
 	m.SetMQTTConnected(true)
@@ -733,5 +834,20 @@ func BenchmarkScrape(b *testing.B) {
 		if _, err := m.Registry().Gather(); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func BenchmarkDeviceStatus(b *testing.B) {
+	m := newTest(&fakeClock{now: t0}, Options{})
+	statuses := []devstatus.Status{
+		{Device: "ox1", State: devstatus.Connected, Conditions: []devstatus.Condition{devstatus.SensorOff, devstatus.LowSignalQuality}},
+		{Device: "ox1", State: devstatus.Connected},
+		{Device: "ox1", State: devstatus.Silent},
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		m.DeviceStatus(statuses[i%len(statuses)])
+		i++
 	}
 }

@@ -51,6 +51,20 @@ type Options struct {
 	// failed, and every reading refused because its topic would be invalid or
 	// the publisher is closed. It may be called from several goroutines.
 	OnPublishError func(err error)
+	// OnCommand, when set, turns on commands: the publisher subscribes to
+	// {prefix}/{site}/{room}/+/cmd and calls OnCommand for every well-formed
+	// command, with the device level of its topic and the command name
+	// (see the package doc). Calls come one at a time, in arrival order,
+	// from a goroutine the publisher owns. The device is only checked for
+	// form ([a-z0-9-]{1,32}): OnCommand must refuse a device that is not
+	// configured, and a command the device does not support. It returns nil
+	// when the command was carried out (or started), else the reason, which
+	// is published in the result. It should return within seconds: commands
+	// behind it wait (the newest are dropped beyond a small queue), and
+	// Close waits for a call in progress, so OnCommand must not call Close.
+	// It may call DeviceStatus and Consume. When nil, the publisher does
+	// not subscribe.
+	OnCommand func(device, command string) error
 }
 
 // OptionError is a configuration problem found by New.

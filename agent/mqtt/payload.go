@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"math"
+	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -107,8 +108,14 @@ func appendRoomStatusJSON(dst []byte, state, version string, since time.Time) []
 }
 
 // appendDeviceStatusJSON encodes the retained device status:
-// {"state":"connected","since":"...","last_error":null}. An empty LastError
-// is null so consumers need not tell "" from "no error".
+//
+//	{"state":"connected","since":"...","last_error":null,"conditions":["sensor-off"]}
+//
+// An empty LastError is null so consumers need not tell "" from "no error".
+// "conditions" is always present ([] when none) and lists each condition
+// once, in devstatus.Conditions() order whatever the order of s.Conditions,
+// so the same set always gives the same payload; a value that is not a
+// known condition is left out (only a caller's bug produces one).
 func appendDeviceStatusJSON(dst []byte, s devstatus.Status) []byte {
 	dst = append(dst, `{"state":`...)
 	dst = appendStringJSON(dst, string(s.State))
@@ -120,6 +127,53 @@ func appendDeviceStatusJSON(dst []byte, s devstatus.Status) []byte {
 	} else {
 		dst = appendStringJSON(dst, s.LastError)
 	}
+	dst = append(dst, `,"conditions":[`...)
+	n := 0
+	for _, c := range conditionOrder {
+		if !slices.Contains(s.Conditions, c) {
+			continue
+		}
+		if n > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendStringJSON(dst, string(c))
+		n++
+	}
+	return append(dst, ']', '}')
+}
+
+// conditionOrder is devstatus.Conditions(), taken once: that function
+// builds a new slice on every call.
+var conditionOrder = devstatus.Conditions()
+
+// appendCommandResultJSON encodes the outcome of a command:
+//
+//	{"command":"nibp_start","id":"42","ok":true,"error":null,"time":"..."}
+//
+// "command" is null when the payload had no valid command name, "id" when
+// it had no valid id; "error" is null exactly when ok is true. "time" is
+// when the outcome was known, UTC.
+func appendCommandResultJSON(dst []byte, c parsedCommand, ok bool, errText string, at time.Time) []byte {
+	dst = append(dst, `{"command":`...)
+	if c.name == "" {
+		dst = append(dst, "null"...)
+	} else {
+		dst = appendStringJSON(dst, c.name)
+	}
+	dst = append(dst, `,"id":`...)
+	if c.hasID {
+		dst = appendStringJSON(dst, c.id)
+	} else {
+		dst = append(dst, "null"...)
+	}
+	if ok {
+		dst = append(dst, `,"ok":true,"error":null`...)
+	} else {
+		dst = append(dst, `,"ok":false,"error":`...)
+		dst = appendStringJSON(dst, errText)
+	}
+	dst = append(dst, `,"time":`...)
+	dst = appendTimeJSON(dst, at)
 	return append(dst, '}')
 }
 

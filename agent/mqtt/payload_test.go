@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -268,16 +269,34 @@ func TestStatusPayloads(t *testing.T) {
 	}
 
 	got = string(appendDeviceStatusJSON(nil, devstatus.Status{Device: "ox1", State: devstatus.Connected, Since: since}))
-	want = `{"state":"connected","since":"2025-03-01T10:00:00Z","last_error":null}`
+	want = `{"state":"connected","since":"2025-03-01T10:00:00Z","last_error":null,"conditions":[]}`
 	if got != want {
 		t.Errorf("device status\n got %s\nwant %s", got, want)
 	}
 
 	got = string(appendDeviceStatusJSON(nil, devstatus.Status{Device: "ox1", State: devstatus.Disconnected, Since: since,
 		LastError: "open /dev/ttyUSB0: no such file or directory"}))
-	want = `{"state":"disconnected","since":"2025-03-01T10:00:00Z","last_error":"open /dev/ttyUSB0: no such file or directory"}`
+	want = `{"state":"disconnected","since":"2025-03-01T10:00:00Z","last_error":"open /dev/ttyUSB0: no such file or directory","conditions":[]}`
 	if got != want {
 		t.Errorf("device status\n got %s\nwant %s", got, want)
+	}
+
+	// Conditions appear once each, in devstatus.Conditions() order, whatever
+	// order (or repetition) the caller gave; unknown values are left out.
+	got = string(appendDeviceStatusJSON(nil, devstatus.Status{Device: "ox1", State: devstatus.Connected, Since: since,
+		Conditions: []devstatus.Condition{devstatus.SensorFault, "bogus", devstatus.SensorOff, devstatus.SensorFault}}))
+	want = `{"state":"connected","since":"2025-03-01T10:00:00Z","last_error":null,"conditions":["sensor-off","sensor-fault"]}`
+	if got != want {
+		t.Errorf("device status\n got %s\nwant %s", got, want)
+	}
+	all := string(appendDeviceStatusJSON(nil, devstatus.Status{Device: "ox1", State: devstatus.Connected, Since: since,
+		Conditions: devstatus.Conditions()}))
+	var decoded struct{ Conditions []string }
+	if err := json.Unmarshal([]byte(all), &decoded); err != nil {
+		t.Fatalf("%s: %v", all, err)
+	}
+	if want := []string{"sensor-off", "searching", "low-signal-quality", "cuff-error", "sensor-fault"}; !slices.Equal(decoded.Conditions, want) {
+		t.Errorf("all conditions: %v, want %v", decoded.Conditions, want)
 	}
 }
 

@@ -1,11 +1,51 @@
 // Package mqtt publishes readings, device states and the agent's own state to
-// an MQTT broker.
+// an MQTT broker, and receives commands for the devices.
 //
 // Topics (prefix defaults to "vigil"):
 //
-//	{prefix}/{site}/{room}/{device}/{metric}  one message per reading, QoS 1, not retained
-//	{prefix}/{site}/{room}/status             retained: online, offline (also the Last Will)
-//	{prefix}/{site}/{room}/{device}/status    retained: connected, disconnected, silent
+//	{prefix}/{site}/{room}/{device}/{metric}      one message per reading, QoS 1, not retained
+//	{prefix}/{site}/{room}/status                 retained: online, offline (also the Last Will)
+//	{prefix}/{site}/{room}/{device}/status        retained: state (connected, disconnected,
+//	                                              silent) and conditions
+//	{prefix}/{site}/{room}/{device}/cmd           subscribed, QoS 1: commands to the agent
+//	{prefix}/{site}/{room}/{device}/cmd/result    QoS 1, not retained: outcome of each command
+//
+// The device status payload is
+//
+//	{"state":"connected","since":"...","last_error":null,"conditions":["sensor-off"]}
+//
+// with "conditions" always present ([] when none), in devstatus.Conditions()
+// order; it is empty while the device is disconnected or silent.
+//
+// Commands (only when Options.OnCommand is set). A command is a JSON object
+// published, not retained, on the device's cmd topic:
+//
+//	{"command":"nibp_start","id":"42"}
+//
+// "command" is required, [a-z_]{1,32}; "id" is an optional string (at most
+// 128 bytes) echoed in the result; other fields are ignored; payloads over
+// 4096 bytes are refused. The device level must be [a-z0-9-]{1,32}; a
+// command on any other device level, and an empty message (it clears a
+// retained one), is ignored without a result. Every other command gets one
+// result on {device}/cmd/result:
+//
+//	{"command":"nibp_start","id":"42","ok":true,"error":null,"time":"..."}
+//	{"command":null,"id":null,"ok":false,"error":"payload is not valid JSON: ...","time":"..."}
+//
+// ok is false, with the reason in "error", for a malformed command, a
+// retained one (the broker would replay it on every reconnect), and when
+// OnCommand returns an error (unknown device, unsupported command, device
+// not connected). "command" and "id" are null when the payload had no valid
+// one. Commands are handled one at a time in arrival order; when they arrive
+// faster than OnCommand returns, up to 32 wait and the newest beyond that
+// are dropped without a result (logged, counted by CommandsDropped).
+// Payloads are never logged beyond the command name.
+//
+// Delivery of commands is at least once (QoS 1): a command can be delivered,
+// and executed, twice when an acknowledgement is lost. The session is
+// persistent, so the broker queues commands sent while the agent is
+// disconnected and delivers them, late, when it reconnects; a sender that
+// cares when a command ran compares the result's "time" with its own.
 //
 // Delivery. Every message is QoS 1 (paho drops QoS 0 while reconnecting and
 // reports success, ecosystem.md). Accepted messages wait, in order, in the
@@ -22,11 +62,14 @@
 // Session. The client connects with CleanSession=false, so paho resends its
 // store on every connection, not only on reconnects (with true, paho wipes
 // the store when a first connection succeeds: client.go, Connect). The
-// broker keeps one idle session entry for the client id; with no
-// subscriptions there is nothing queued in it. ResumeSubs is off: there are
-// no subscriptions to resume. Two agents configured with the same client id
-// would take the session from each other; the default id includes site and
-// room.
+// broker keeps one session for the client id, with the command subscription
+// and the commands queued for it while the agent is away. ResumeSubs is off
+// (paho would otherwise keep the SUBSCRIBE in the store that orders the
+// readings); instead the command topic is subscribed again after every
+// (re)connect, which also restores it when the broker lost the session, and
+// replaces rather than duplicates it when the broker kept it (MQTT 3.1.1
+// section 3.8.4). Two agents configured with the same client id would take
+// the session from each other; the default id includes site and room.
 //
 // Retained state after a reconnect. The room status "online" and the latest
 // status of every device are published again after each (re)connect: a
@@ -181,11 +224,15 @@ type topicKey struct {
 // Three goroutines, all stopped by Close or by Start's context: run (owns
 // the connection callbacks and the shutdown), send (the only caller of
 // paho's Publish, so messages reach paho in the order they were accepted)
-// and ack (waits on paho's tokens in order and reports failures).
+// and ack (waits on paho's tokens in order and reports failures). With
+// Options.OnCommand a fourth, the command goroutine (commands.go),
+// subscribes after each connect and calls OnCommand.
 type Publisher struct {
 	s               *settings
 	log             *slog.Logger
 	roomStatusTopic string
+	roomTopic       string // "{prefix}/{site}/{room}/": device topics start with it
+	commandFilter   string // {prefix}/{site}/{room}/+/cmd
 
 	// enqueueMu orders accepting messages against shutdown: Consume holds it
 	// shared while handing a message to the queue, shutdown takes it
@@ -239,11 +286,20 @@ type Publisher struct {
 	// republish after a reconnect never queues an older status after a
 	// newer one.
 	statusMu sync.Mutex
-	statuses map[string]devstatus.Status
+	statuses map[string][]byte // device id -> its latest status payload
 
 	errMu         sync.Mutex
 	errLogged     time.Time
 	errSuppressed int
+
+	// Commands (commands.go): paho's inbound goroutine hands them to
+	// commands, which the command goroutine (started by Start when
+	// OnCommand is set) drains; run asks it to subscribe via subscribeReq.
+	commands        chan inboundCommand
+	subscribeReq    chan struct{}
+	commandsDone    chan struct{}
+	commandsDropped atomic.Uint64
+	commandLogLimit logLimiter
 }
 
 // New validates o and reads the TLS files. It does not connect.
@@ -256,6 +312,8 @@ func New(o Options) (*Publisher, error) {
 		s:               s,
 		log:             s.Logger.With(slog.String("component", "mqtt")),
 		roomStatusTopic: s.TopicPrefix + "/" + s.Site + "/" + s.Room + "/status",
+		roomTopic:       s.TopicPrefix + "/" + s.Site + "/" + s.Room + "/",
+		commandFilter:   s.TopicPrefix + "/" + s.Site + "/" + s.Room + "/+/cmd",
 		queue:           make(chan outbound, queueSize),
 		tokens:          make(chan pendingToken, pendingSize),
 		events:          make(chan bool, 16),
@@ -267,7 +325,10 @@ func New(o Options) (*Publisher, error) {
 		ackDone:         make(chan struct{}),
 		done:            make(chan struct{}),
 		topics:          make(map[topicKey]string),
-		statuses:        make(map[string]devstatus.Status),
+		statuses:        make(map[string][]byte),
+		commands:        make(chan inboundCommand, commandQueueSize),
+		subscribeReq:    make(chan struct{}, 1),
+		commandsDone:    make(chan struct{}),
 	}
 	p.handoverIdle = sync.NewCond(&p.handoverMu)
 	return p, nil
@@ -296,6 +357,10 @@ func (p *Publisher) Start(ctx context.Context) error {
 		SetPassword(p.s.Password).
 		SetCleanSession(false).
 		SetResumeSubs(false).
+		// Inbound handlers run one at a time in arrival order and must not
+		// block (ecosystem.md, MQTT): commandArrived only hands over.
+		SetOrderMatters(true).
+		SetDefaultPublishHandler(p.unroutedMessage).
 		SetStore(p.store).
 		SetKeepAlive(p.s.KeepAlive).
 		SetPingTimeout(p.s.KeepAlive/2+time.Second).
@@ -316,6 +381,13 @@ func (p *Publisher) Start(ctx context.Context) error {
 		opts.SetTLSConfig(p.s.tls)
 	}
 	p.client = paho.NewClient(opts)
+	if p.s.OnCommand != nil {
+		// The route exists before the first connection: with a persistent
+		// session the broker delivers commands queued while the agent was
+		// away right after CONNACK, before the SUBSCRIBE of this
+		// connection is even sent.
+		p.client.AddRoute(p.commandFilter, p.commandArrived)
+	}
 	p.started = true
 
 	// The token completes once connected (or given up at Close); progress
@@ -324,6 +396,9 @@ func (p *Publisher) Start(ctx context.Context) error {
 	go p.send()
 	go p.ack()
 	go p.run(ctx)
+	if p.s.OnCommand != nil {
+		go p.commandLoop()
+	}
 	p.log.Info("connecting", slog.String("url", p.s.loggedURL), slog.String("client_id", p.s.ClientID))
 	return nil
 }
@@ -347,19 +422,25 @@ func (p *Publisher) Consume(r *drivers.Reading) {
 }
 
 // DeviceStatus publishes s, retained, on {prefix}/{site}/{room}/{device}/status
-// and remembers it for the republish after a reconnect.
+// and remembers it for the republish after a reconnect. Call it whenever the
+// device's state or its set of conditions changes: the retained message is
+// the whole current status, conditions included.
 func (p *Publisher) DeviceStatus(s devstatus.Status) {
 	if err := validTopicLevel(s.Device); err != nil {
 		p.reportError(&ReadingError{Device: s.Device, Err: err})
 		return
 	}
 	topic := p.deviceStatusTopic(s.Device)
+	// The encoded payload is what is remembered: it never changes once
+	// built (paho only reads it), and it does not alias the caller's
+	// Conditions slice.
+	payload := appendDeviceStatusJSON(make([]byte, 0, 160), s)
 	p.statusMu.Lock()
 	defer p.statusMu.Unlock()
 	if _, known := p.statuses[s.Device]; known || len(p.statuses) < topicCacheLimit {
-		p.statuses[s.Device] = s
+		p.statuses[s.Device] = payload
 	}
-	if err := p.enqueue(outbound{topic: topic, payload: appendDeviceStatusJSON(nil, s), retained: true}, nil); err != nil {
+	if err := p.enqueue(outbound{topic: topic, payload: payload, retained: true}, nil); err != nil {
 		p.reportError(&PublishError{Topic: topic, Err: err})
 	}
 }
@@ -378,7 +459,9 @@ func (p *Publisher) Connected() bool {
 // When ctx ends first it returns an *UnacknowledgedError; give ctx a
 // deadline, or Close waits as long as the broker is unreachable. Waiting for
 // paho to stop after the disconnect is bounded separately by a few seconds.
-// Calling Close again returns the first result.
+// No command is started once Close has begun; Close waits for an
+// Options.OnCommand call in progress to return (its result may not be
+// published). Calling Close again returns the first result.
 func (p *Publisher) Close(ctx context.Context) error {
 	p.enqueueMu.Lock()
 	started := p.started
@@ -522,6 +605,7 @@ func (p *Publisher) run(ctx context.Context) {
 			if up {
 				report(true)
 				p.log.Info("connected", slog.String("url", p.s.loggedURL))
+				p.requestSubscribe()
 				p.queueStates(ctx.Done())
 			} else {
 				report(false)
@@ -549,8 +633,8 @@ func (p *Publisher) queueStates(stop <-chan struct{}) {
 	}
 	p.statusMu.Lock()
 	defer p.statusMu.Unlock()
-	for device, s := range p.statuses {
-		if err := p.enqueue(outbound{topic: p.deviceStatusTopic(device), payload: appendDeviceStatusJSON(nil, s), retained: true}, stop); err != nil {
+	for device, payload := range p.statuses {
+		if err := p.enqueue(outbound{topic: p.deviceStatusTopic(device), payload: payload, retained: true}, stop); err != nil {
 			return
 		}
 	}
@@ -578,6 +662,7 @@ func (p *Publisher) shutdown(ctx context.Context) error {
 	p.disconnect()
 	p.stopWaiting()
 	<-p.ackDone
+	p.commandsStopped()
 	p.log.Info("disconnected")
 	if unacked > 0 {
 		return &UnacknowledgedError{Count: unacked, Err: ctx.Err()}

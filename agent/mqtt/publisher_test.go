@@ -343,13 +343,14 @@ func TestPublisherMosquitto(t *testing.T) {
 	// Device statuses are retained; only the latest one is kept.
 	since := time.Date(2025, 3, 1, 10, 0, 0, 0, time.UTC)
 	p.DeviceStatus(devstatus.Status{Device: "ox1", State: devstatus.Silent, Since: since, LastError: "no frame for 10s"})
-	p.DeviceStatus(devstatus.Status{Device: "ox1", State: devstatus.Connected, Since: since.Add(time.Second)})
+	p.DeviceStatus(devstatus.Status{Device: "ox1", State: devstatus.Connected, Since: since.Add(time.Second),
+		Conditions: []devstatus.Condition{devstatus.LowSignalQuality}})
 	statusSub.waitFor(t, "device status", hasState("vigil/clinic/room-1/ox1/status", "connected", false))
 	lateDevice := subscribe(t, mosq.URL(), "vigil/clinic/room-1/+/status", "")
 	msgs = lateDevice.waitFor(t, "retained device status", hasState("vigil/clinic/room-1/ox1/status", "connected", true))
 	for _, m := range msgs {
 		if m.Topic == "vigil/clinic/room-1/ox1/status" {
-			if m.Payload != `{"state":"connected","since":"2025-03-01T10:00:01Z","last_error":null}` {
+			if m.Payload != `{"state":"connected","since":"2025-03-01T10:00:01Z","last_error":null,"conditions":["low-signal-quality"]}` {
 				t.Errorf("retained device status %s", m.Payload)
 			}
 		}
