@@ -96,6 +96,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	}
 	ep.MQTT = mqttURL
 
+	devices := map[string]*device{}
 	metricDevices := make([]metrics.Device, 0, len(specs))
 	for _, s := range specs {
 		metricDevices = append(metricDevices, metrics.Device{ID: s.cfg.ID, Metrics: s.driver.Metrics})
@@ -127,9 +128,36 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		Logger:             logger,
 		OnConnectionChange: m.SetMQTTConnected,
 		OnPublishError:     func(error) { m.MQTTPublishError() },
+		// devices is complete before the publisher starts, and never
+		// changes after: the command goroutine only reads it.
+		OnCommand: func(id, command string) error {
+			d, ok := devices[id]
+			if !ok {
+				return ErrUnknownDevice
+			}
+			logger.Info("device command requested", "device", id, "command", command, "via", "mqtt")
+			return d.command(command, time.Now())
+		},
 	})
 	if err != nil {
 		return fmt.Errorf("mqtt: %w", err)
+	}
+
+	// Every device exists before anything that may address it starts.
+	var listened []*device
+	for _, s := range specs {
+		d := newDevice(s, []StatusConsumer{m, pub}, m.Reconnected, logger)
+		d.pipe = &pipeline{
+			device:       s.cfg.ID,
+			consumers:    []ReadingConsumer{m, pub},
+			frames:       m,
+			onFrame:      d.frameSeen,
+			onConditions: d.conditionsChanged,
+		}
+		devices[d.id] = d
+		if s.driver.Transport == drivers.TCPListen {
+			listened = append(listened, d)
+		}
 	}
 
 	srv, err := httpserver.New(httpserver.Options{
@@ -160,21 +188,9 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	// publisher says offline: no reading is taken that cannot be sent.
 	devCtx, stopDevices := context.WithCancel(ctx)
 	defer stopDevices()
-	devices := map[string]*device{}
 	var devWG sync.WaitGroup
-	var listened []*device
-	for _, s := range specs {
-		d := newDevice(s, []StatusConsumer{m, pub}, m.Reconnected, logger)
-		d.pipe = &pipeline{
-			device:       s.cfg.ID,
-			consumers:    []ReadingConsumer{m, pub},
-			frames:       m,
-			onFrame:      d.frameSeen,
-			onConditions: d.conditionsChanged,
-		}
-		devices[d.id] = d
-		if s.driver.Transport == drivers.TCPListen {
-			listened = append(listened, d)
+	for _, d := range devices {
+		if d.driver.Transport == drivers.TCPListen {
 			continue
 		}
 		devWG.Add(1)

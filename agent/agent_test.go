@@ -392,7 +392,15 @@ func checkPath(t *testing.T, mqttURL string) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
-	// The last line had no finger: no SpO2 value may be exported.
+	// The last line had no finger: the device's condition says so, on MQTT
+	// and in the metrics, and no SpO2 value may be exported.
+	waitFor(t, "sensor-off condition on the device status", 10*time.Second, func() bool {
+		m, ok := sub.lastOn("vigil/clinic-a/room-1/oximeter-1/status")
+		return ok && strings.Contains(string(m.payload), `"conditions":["sensor-off"]`)
+	})
+	if !strings.Contains(body, `vigil_device_condition{condition="sensor-off",device="oximeter-1",room="room-1",site="clinic-a"} 1`) {
+		t.Errorf("/metrics lacks the sensor-off condition:\n%s", grepLines(body, "vigil_device_condition"))
+	}
 	if strings.Contains(body, "vigil_spo2_ratio{") {
 		t.Errorf("/metrics exports SpO2 after sensor-off:\n%s", grepLines(body, "vigil_spo2"))
 	}

@@ -137,3 +137,33 @@ func TestNIBPOnDemand(t *testing.T) {
 		t.Errorf("unknown command: %d, want 400", resp.StatusCode)
 	}
 }
+
+// TestNIBPByMQTTCommand: {"command": "nibp_start"} on the device's command
+// topic starts a measurement; the outcome is published on cmd/result and the
+// blood pressure follows. A command for a device that is not configured is
+// answered ok=false.
+func TestNIBPByMQTTCommand(t *testing.T) {
+	b := testbroker.StartMosquitto(t)
+	nibp := startEmulatedNIBP(t, suntech.Result{Systolic: 141, Diastolic: 92, Mean: 108, HeartRate: 88})
+	startAgent(t, testConfigFor(t, "suntech-advantage", nibp.link, b.URL()))
+	sub := subscribe(t, b.URL())
+	waitFor(t, "connected", 10*time.Second, func() bool {
+		m, ok := sub.lastOn("vigil/clinic-a/room-1/oximeter-1/status")
+		return ok && strings.Contains(string(m.payload), `"connected"`)
+	})
+	sub.client.Publish("vigil/clinic-a/room-1/oximeter-1/cmd", 1, false, `{"command": "nibp_start", "id": "t-1"}`).Wait()
+	waitFor(t, "the command's result", 10*time.Second, func() bool {
+		m, ok := sub.lastOn("vigil/clinic-a/room-1/oximeter-1/cmd/result")
+		return ok && strings.Contains(string(m.payload), `"ok":true`) && strings.Contains(string(m.payload), `"t-1"`)
+	})
+	waitFor(t, "the blood pressure", 20*time.Second, func() bool { return len(sub.readings("nibp_systolic")) == 1 })
+	if r := sub.readings("nibp_systolic"); r[0].Value == nil || *r[0].Value != 141 {
+		t.Errorf("systolic = %+v, want 141", r[0])
+	}
+
+	sub.client.Publish("vigil/clinic-a/room-1/nibp-9/cmd", 1, false, `{"command": "nibp_start"}`).Wait()
+	waitFor(t, "a refusal for an unknown device", 10*time.Second, func() bool {
+		m, ok := sub.lastOn("vigil/clinic-a/room-1/nibp-9/cmd/result")
+		return ok && strings.Contains(string(m.payload), `"ok":false`) && strings.Contains(string(m.payload), "no such device")
+	})
+}

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"net"
+	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -108,4 +112,60 @@ func waitHTTPAddr(t *testing.T, p *runningProcess) string {
 		return false
 	})
 	return addr
+}
+
+// TestSimulateHL7Monitor: `vigil simulate hl7-mllp` pushes a scenario to a
+// running agent over MLLP, and its vitals reach Mosquitto as the configured
+// monitor's readings.
+func TestSimulateHL7Monitor(t *testing.T) {
+	b := testbroker.StartMosquitto(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := l.Addr().String()
+	l.Close()
+	startRunConfig(t, fmt.Sprintf(`site: clinic-a
+room: room-1
+devices:
+  - id: monitor-1
+    driver: hl7-mllp
+    listen: %s
+    sender: SIM-MONITOR-1
+mqtt:
+  url: %s
+http:
+  listen: 127.0.0.1:0
+`, listen, b.URL()))
+	got := make(chan string, 10)
+	sub := paho.NewClient(paho.NewClientOptions().AddBroker(b.URL()).SetClientID("sim-hl7"))
+	if tok := sub.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	defer sub.Disconnect(100)
+	sub.Subscribe("vigil/clinic-a/room-1/monitor-1/spo2", 1, func(_ paho.Client, m paho.Message) {
+		select {
+		case got <- string(m.Payload()):
+		default:
+		}
+	}).Wait()
+
+	sim := exec.Command(vigilBin, "simulate", "hl7-mllp", "--connect", listen, "--option", "sender=SIM-MONITOR-1", "--rate", "2")
+	var simOut bytes.Buffer
+	sim.Stdout, sim.Stderr = &simOut, &simOut
+	if err := sim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		sim.Process.Signal(syscall.SIGTERM)
+		sim.Wait()
+	}()
+	select {
+	case p := <-got:
+		if !strings.Contains(p, `"device":"monitor-1"`) || !strings.Contains(p, `"value":9`) {
+			t.Errorf("reading = %s", p)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no SpO2 from the simulated monitor within 20s; simulator output:\n%s", simOut.String())
+	}
 }
