@@ -73,8 +73,8 @@ type device struct {
 	// close and reopen are not news (a silent device stays silent until a
 	// frame arrives).
 	reopening bool
-	connWG      sync.WaitGroup
-	runCtx      context.Context
+	connWG    sync.WaitGroup
+	runCtx    context.Context
 }
 
 func (d *device) run(ctx context.Context) error {
