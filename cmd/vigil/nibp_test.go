@@ -6,15 +6,22 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 )
 
 func TestNIBPStartCommand(t *testing.T) {
-	var gotPath, gotMethod string
-	busy := false
+	var (
+		mu                 sync.Mutex
+		gotPath, gotMethod string
+		busy               atomic.Bool
+	)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
 		gotPath, gotMethod = r.URL.Path, r.Method
-		if busy {
+		mu.Unlock()
+		if busy.Load() {
 			w.WriteHeader(http.StatusConflict)
 			w.Write([]byte(`{"device":"nibp-1","command":"nibp_start","ok":false,"error":"suntech: a measurement is running"}`))
 			return
@@ -24,12 +31,15 @@ func TestNIBPStartCommand(t *testing.T) {
 	defer srv.Close()
 
 	out, errOut, code := vigil(t, "nibp", "start", "--device", "nibp-1", "--addr", srv.URL)
-	if code != 0 || gotMethod != http.MethodPost || gotPath != "/api/v1/devices/nibp-1/commands/nibp_start" ||
+	mu.Lock()
+	method, path := gotMethod, gotPath
+	mu.Unlock()
+	if code != 0 || method != http.MethodPost || path != "/api/v1/devices/nibp-1/commands/nibp_start" ||
 		!strings.Contains(out, "nibp_start sent to nibp-1") {
-		t.Errorf("exit %d, %s %s, stdout %q, stderr %q", code, gotMethod, gotPath, out, errOut)
+		t.Errorf("exit %d, %s %s, stdout %q, stderr %q", code, method, path, out, errOut)
 	}
 
-	busy = true
+	busy.Store(true)
 	_, errOut, code = vigil(t, "nibp", "start", "--device", "nibp-1", "--addr", strings.TrimPrefix(srv.URL, "http://"))
 	if code != 1 || !strings.Contains(errOut, "a measurement is running") {
 		t.Errorf("busy: exit %d, stderr %q", code, errOut)
@@ -38,7 +48,7 @@ func TestNIBPStartCommand(t *testing.T) {
 	// The agent's address comes from its config file.
 	cfg := filepath.Join(t.TempDir(), "vigil.yaml")
 	os.WriteFile(cfg, []byte("site: a\nroom: b\ndevices:\n  - id: nibp-1\n    driver: suntech-advantage\n    port: /dev/ttyUSB0\nhttp:\n  listen: "+strings.TrimPrefix(srv.URL, "http://")+"\n"), 0o600)
-	busy = false
+	busy.Store(false)
 	_, errOut, code = vigil(t, "nibp", "start", "--device", "nibp-1", "--config", cfg)
 	if code != 0 {
 		t.Errorf("via --config: exit %d, stderr %q", code, errOut)
