@@ -141,12 +141,17 @@ func newFakeOximeter(t *testing.T) *fakeOximeter { return newFakeDevice(t, "masi
 
 // newFakeDevice is a pseudo-terminal fed with the named driver's encoder.
 func newFakeDevice(t *testing.T, driver string) *fakeOximeter {
+	return newFakeDeviceWith(t, driver, nil)
+}
+
+// newFakeDeviceWith is newFakeDevice with driver options for the encoder.
+func newFakeDeviceWith(t *testing.T, driver string, opts drivers.Options) *fakeOximeter {
 	t.Helper()
 	drv, ok := drivers.Lookup(driver)
 	if !ok {
 		t.Fatalf("%s not registered", driver)
 	}
-	enc, err := drv.NewEncoder(nil)
+	enc, err := drv.NewEncoder(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -118,3 +118,29 @@ func fullFrame(v float64, i int) drivers.Frame {
 	f.Values[drivers.NIBPPulseRate] = 70
 	return f
 }
+
+// TestContecAutoFindsLegacyDevice: with protocol auto the agent opens the
+// port with the v4.6 settings first; a legacy device gives no frame there, so
+// after the probe timeout the agent reopens with the legacy settings and its
+// readings arrive. (A pty ignores baud rates; what is tested is that the
+// agent moves to the next variant and decodes with that variant's decoder.)
+func TestContecAutoFindsLegacyDevice(t *testing.T) {
+	dev := newFakeDeviceWith(t, "contec-cms50", drivers.Options{"protocol": "legacy"})
+	cfg := testConfigFor(t, "contec-cms50", dev.link, "embedded")
+	if cfg.Devices[0].Options["protocol"] != nil {
+		t.Fatalf("test config should leave protocol at its default (auto)")
+	}
+	ra := startAgent(t, cfg)
+	sub := subscribe(t, ra.ep.MQTT)
+	deadline := time.Now().Add(20 * time.Second)
+	for len(sub.readings("spo2")) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no SpO2 from a legacy Contec under protocol auto within 20s")
+		}
+		dev.send(frame(94, 75, 0))
+		time.Sleep(250 * time.Millisecond)
+	}
+	if r := sub.readings("spo2")[0]; r.Value == nil || *r.Value != 94 {
+		t.Errorf("spo2 = %+v, want 94", r)
+	}
+}
