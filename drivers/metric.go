@@ -35,6 +35,7 @@ const (
 	NIBPPulseRate
 	RespirationRate
 	Pleth
+	NIBPCuffPressure
 	metricCount
 )
 
@@ -59,6 +60,11 @@ var catalogue = [metricCount]Metric{
 		Min: 0, Max: 350},
 	RespirationRate: {ID: RespirationRate, Name: "respiration_rate", MDC: "MDC_RESP_RATE", MDCCode: 151562, Unit: "/min",
 		Min: 0, Max: 150, Continuous: true},
+	// The cuff pressure while an NIBP measurement runs, so staff can see one
+	// is in progress. The code is MDC_PRESS_CUFF's as mdpnp's nomenclature
+	// gives it (term 19228); not checked against ISO/IEEE 11073-10101 [U].
+	NIBPCuffPressure: {ID: NIBPCuffPressure, Name: "nibp_cuff_pressure", MDC: "MDC_PRESS_CUFF", MDCCode: 150300, Unit: "mm[Hg]",
+		Min: 0, Max: 350},
 	// Pleth samples are in the device's own arbitrary units (MDC_DIM_DIMLESS).
 	Pleth: {ID: Pleth, Name: "pleth", MDC: "MDC_PULS_OXIM_PLETH", MDCCode: 150452, Unit: "1",
 		Min: 0, Max: 65535, Continuous: true, Waveform: true},

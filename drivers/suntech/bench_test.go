@@ -7,11 +7,12 @@ import (
 	"time"
 
 	"github.com/vigil-monitor/vigil/drivers"
+	"github.com/vigil-monitor/vigil/drivers/drivertest"
 )
 
 func benchmarkFeed(b *testing.B, input []byte, unit string) {
 	d := NewDecoder(PatientAdult)
-	var sink drivers.Sink = discardSink{}
+	var sink drivers.Sink = drivertest.Discard
 	b.SetBytes(int64(len(input)))
 	b.ReportAllocs()
 	start := time.Now()
@@ -41,7 +42,7 @@ func BenchmarkDecodeGarbage(b *testing.B) {
 // written and the reply decoded.
 func BenchmarkTickMeasuring(b *testing.B) {
 	d := NewDecoder(PatientAdult)
-	var sink drivers.Sink = discardSink{}
+	var sink drivers.Sink = drivertest.Discard
 	now := testNow
 	if err := d.Command(CommandStart, io.Discard, now); err != nil {
 		b.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/vigil-monitor/vigil/drivers"
+	"github.com/vigil-monitor/vigil/drivers/drivertest"
 )
 
 // line connects a Decoder and a Module through a fake clock, as the agent
@@ -19,7 +20,8 @@ type line struct {
 	t    *testing.T
 	dec  *Decoder
 	mod  *Module
-	sink *recordingSink
+	sink *drivertest.Recorder
+	cuff []drivers.Reading // nibp_cuff_pressure readings, kept apart from the results
 	now  time.Time
 	sent []byte // everything the host wrote
 	wire bytes.Buffer
@@ -27,7 +29,7 @@ type line struct {
 
 func newLine(t *testing.T, mod *Module) *line {
 	t.Helper()
-	l := &line{t: t, dec: NewDecoder(PatientAdult), mod: mod, sink: &recordingSink{}, now: testNow}
+	l := &line{t: t, dec: NewDecoder(PatientAdult), mod: mod, sink: &drivertest.Recorder{}, now: testNow}
 	if err := l.dec.Start(&l.wire, l.now); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
@@ -40,8 +42,22 @@ func (l *line) deliver() {
 	l.sent = append(l.sent, l.wire.Bytes()...)
 	reply := l.mod.Exchange(l.wire.Bytes(), l.now)
 	l.wire.Reset()
-	l.dec.Feed(reply, l.now, l.sink)
+	l.dec.Feed(reply, l.now, cuffSplitter{l})
 }
+
+// cuffSplitter records cuff-pressure readings in line.cuff and everything
+// else in line.sink, so the tests compare measurement results alone.
+type cuffSplitter struct{ l *line }
+
+func (c cuffSplitter) Reading(r drivers.Reading) {
+	if r.Metric == drivers.NIBPCuffPressure {
+		c.l.cuff = append(c.l.cuff, r)
+		return
+	}
+	c.l.sink.Reading(r)
+}
+
+func (c cuffSplitter) Frame(result drivers.FrameResult, dropped int) { c.l.sink.Frame(result, dropped) }
 
 // tick advances the clock by one PollEvery and runs one Tick.
 func (l *line) tick() {
@@ -105,15 +121,27 @@ func TestConversationSuccess(t *testing.T) {
 		if p, at, ok := l.dec.CuffPressure(); ok && at.Equal(l.now) && p > peak {
 			peak = p
 		}
-		if len(l.sink.readings) != 0 && l.dec.Measuring() {
-			t.Fatalf("readings while measuring: %v", l.sink.views())
+		if len(l.sink.Readings) != 0 && l.dec.Measuring() {
+			t.Fatalf("readings while measuring: %v", views(l.sink.Readings))
 		}
 		if l.now.Sub(start) > time.Minute {
 			t.Fatal("no result after a minute")
 		}
 	}
-	if got := l.sink.views(); !reflect.DeepEqual(got, goodResult) {
+	if got := views(l.sink.Readings); !reflect.DeepEqual(got, goodResult) {
 		t.Fatalf("readings\n got %v\nwant %v", got, goodResult)
+	}
+	// The cuff pressure was published while the measurement ran, flagged
+	// inflating, up to the peak the module reported.
+	cuffPeak := 0.0
+	for _, r := range l.cuff {
+		if !r.Valid || r.Flags != drivers.FlagInflating {
+			t.Errorf("cuff pressure reading %+v: want valid, flagged inflating", r)
+		}
+		cuffPeak = max(cuffPeak, r.Value)
+	}
+	if len(l.cuff) < 10 || int(cuffPeak) != peak {
+		t.Errorf("%d cuff pressure readings peaking at %v; want one per poll, peaking at %d", len(l.cuff), cuffPeak, peak)
 	}
 	// The result comes at most two ticks after the module's 30 s: one to
 	// see 'K', one to fetch.
@@ -126,8 +154,8 @@ func TestConversationSuccess(t *testing.T) {
 	if code, text := l.dec.LastError(); code != CodeOK || text != "" {
 		t.Fatalf("LastError = %d %q", code, text)
 	}
-	if l.sink.frames.Checksum+l.sink.frames.Malformed+l.sink.frames.InvalidValue != 0 {
-		t.Fatalf("frames %+v", l.sink.frames)
+	if l.sink.Frames.Checksum+l.sink.Frames.Malformed+l.sink.Frames.InvalidValue != 0 {
+		t.Fatalf("frames %+v", l.sink.Frames)
 	}
 	if mod.Fetches != 1 || mod.Starts != 1 || mod.StatusQueries != 1 || mod.Aborts != 0 {
 		t.Fatalf("module saw starts %d fetches %d status %d aborts %d", mod.Starts, mod.Fetches, mod.StatusQueries, mod.Aborts)
@@ -156,7 +184,7 @@ func TestConversationEachErrorCode(t *testing.T) {
 			t.Fatal(err)
 		}
 		l.runUntilIdle(time.Minute)
-		if got := l.sink.views(); !reflect.DeepEqual(got, failedResult) {
+		if got := views(l.sink.Readings); !reflect.DeepEqual(got, failedResult) {
 			t.Fatalf("code 0x%02X: readings %v", code, got)
 		}
 		if c, text := l.dec.LastError(); c != int(code) || text != ErrorText(int(code)) {
@@ -177,7 +205,7 @@ func TestConversationTimeout(t *testing.T) {
 	if took != MaxMeasurement {
 		t.Fatalf("gave up after %v, want %v", took, MaxMeasurement)
 	}
-	if got := l.sink.views(); !reflect.DeepEqual(got, failedResult) {
+	if got := views(l.sink.Readings); !reflect.DeepEqual(got, failedResult) {
 		t.Fatalf("readings %v", got)
 	}
 	if code, text := l.dec.LastError(); code != CodeTimedOut || !strings.Contains(text, "3m0s") {
@@ -189,15 +217,15 @@ func TestConversationTimeout(t *testing.T) {
 	if l.dec.Phase() != PhaseIdle {
 		t.Fatalf("phase %v", l.dec.Phase())
 	}
-	for _, r := range l.sink.readings {
+	for _, r := range l.sink.Readings {
 		if !r.Received.Equal(testNow.Add(MaxMeasurement)) {
 			t.Fatalf("timeout reading received at %v", r.Received)
 		}
 	}
 	// The 'A' 'K' of the abort arrive while idle and change nothing.
 	l.tick()
-	if len(l.sink.readings) != 4 || l.dec.Phase() != PhaseIdle {
-		t.Fatalf("after the abort's reply: %v, %v", l.sink.views(), l.dec.Phase())
+	if len(l.sink.Readings) != 4 || l.dec.Phase() != PhaseIdle {
+		t.Fatalf("after the abort's reply: %v, %v", views(l.sink.Readings), l.dec.Phase())
 	}
 }
 
@@ -215,7 +243,7 @@ func TestConversationNoReply(t *testing.T) {
 	mod.Mute = true
 	polls := mod.Polls
 	took := l.runUntilIdle(30 * time.Second)
-	if got := l.sink.views(); !reflect.DeepEqual(got, failedResult) {
+	if got := views(l.sink.Readings); !reflect.DeepEqual(got, failedResult) {
 		t.Fatalf("readings %v", got)
 	}
 	if code, _ := l.dec.LastError(); code != CodeNoReply {
@@ -245,7 +273,7 @@ func TestConversationDeadModule(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.runUntilIdle(10 * time.Second)
-	if got := l.sink.views(); !reflect.DeepEqual(got, failedResult) {
+	if got := views(l.sink.Readings); !reflect.DeepEqual(got, failedResult) {
 		t.Fatalf("readings %v", got)
 	}
 	if code, _ := l.dec.LastError(); code != CodeNoReply {
@@ -274,7 +302,7 @@ func TestStartWhileRunning(t *testing.T) {
 		}
 	}
 	l.runUntilIdle(time.Minute)
-	if got := l.sink.views(); !reflect.DeepEqual(got, goodResult) {
+	if got := views(l.sink.Readings); !reflect.DeepEqual(got, goodResult) {
 		t.Fatalf("readings %v", got)
 	}
 	if mod.Starts != 1 {
@@ -298,11 +326,11 @@ func TestGarbageInReplies(t *testing.T) {
 				t.Fatal(err)
 			}
 			l.runUntilIdle(time.Minute)
-			if got := l.sink.views(); !reflect.DeepEqual(got, goodResult) {
+			if got := views(l.sink.Readings); !reflect.DeepEqual(got, goodResult) {
 				t.Fatalf("readings %v", got)
 			}
-			if l.sink.frames.Malformed+l.sink.frames.Checksum == 0 || l.sink.frames.Dropped == 0 {
-				t.Fatalf("noise not counted: %+v", l.sink.frames)
+			if l.sink.Frames.Malformed+l.sink.Frames.Checksum == 0 || l.sink.Frames.Dropped == 0 {
+				t.Fatalf("noise not counted: %+v", l.sink.Frames)
 			}
 		})
 	}
@@ -318,11 +346,11 @@ func TestCorruptedAndLostReplies(t *testing.T) {
 		l.tick()
 		mod.CorruptReplies = MaxRetries // one fewer than abandons
 		l.runUntilIdle(time.Minute)
-		if got := l.sink.views(); !reflect.DeepEqual(got, goodResult) {
+		if got := views(l.sink.Readings); !reflect.DeepEqual(got, goodResult) {
 			t.Fatalf("readings %v", got)
 		}
-		if l.sink.frames.Checksum != MaxRetries {
-			t.Fatalf("frames %+v", l.sink.frames)
+		if l.sink.Frames.Checksum != MaxRetries {
+			t.Fatalf("frames %+v", l.sink.Frames)
 		}
 	})
 	t.Run("lost result is fetched again", func(t *testing.T) {
@@ -334,7 +362,7 @@ func TestCorruptedAndLostReplies(t *testing.T) {
 		l.tickUntil(PhaseFetching, time.Minute)
 		mod.DropReplies = 1
 		l.runUntilIdle(time.Minute)
-		if got := l.sink.views(); !reflect.DeepEqual(got, goodResult) {
+		if got := views(l.sink.Readings); !reflect.DeepEqual(got, goodResult) {
 			t.Fatalf("readings %v", got)
 		}
 		if mod.Fetches != 2 {
@@ -352,7 +380,7 @@ func TestCorruptedAndLostReplies(t *testing.T) {
 			t.Fatalf("phase %v", l.dec.Phase())
 		}
 		l.runUntilIdle(time.Minute)
-		if got := l.sink.views(); !reflect.DeepEqual(got, goodResult) {
+		if got := views(l.sink.Readings); !reflect.DeepEqual(got, goodResult) {
 			t.Fatalf("readings %v", got)
 		}
 		if mod.Starts != 2 {
@@ -376,8 +404,8 @@ func TestAbort(t *testing.T) {
 	if l.dec.Phase() != PhaseIdle || mod.Measuring() {
 		t.Fatalf("after abort: %v, module measuring %v", l.dec.Phase(), mod.Measuring())
 	}
-	if len(l.sink.readings) != 0 {
-		t.Fatalf("an aborted measurement gave readings %v", l.sink.views())
+	if len(l.sink.Readings) != 0 {
+		t.Fatalf("an aborted measurement gave readings %v", views(l.sink.Readings))
 	}
 	if code, _ := l.dec.LastError(); code != CodeAborted {
 		t.Fatalf("LastError %d", code)
@@ -413,8 +441,8 @@ func TestAbortUnanswered(t *testing.T) {
 		}
 		l.tick()
 	}
-	if mod.Aborts != MaxRetries+1 || len(l.sink.readings) != 0 {
-		t.Fatalf("aborts %d readings %v", mod.Aborts, l.sink.views())
+	if mod.Aborts != MaxRetries+1 || len(l.sink.Readings) != 0 {
+		t.Fatalf("aborts %d readings %v", mod.Aborts, views(l.sink.Readings))
 	}
 }
 
@@ -437,7 +465,7 @@ func TestStatusRepliesToStart(t *testing.T) {
 		{'?', PhaseIdle, CodeRefused},
 	} {
 		d := NewDecoder(PatientAdult)
-		s := &recordingSink{}
+		s := &drivertest.Recorder{}
 		var w bytes.Buffer
 		if err := d.Command(CommandStart, &w, testNow); err != nil {
 			t.Fatal(err)
@@ -448,11 +476,11 @@ func TestStatusRepliesToStart(t *testing.T) {
 			t.Errorf("'%c': phase %v code %d, want %v %d", tt.reply, d.Phase(), code, tt.phase, tt.code)
 		}
 		if tt.code == CodeRefused {
-			if !reflect.DeepEqual(s.views(), failedResult) || !strings.Contains(text, "'"+string(tt.reply)+"'") {
-				t.Errorf("'%c': readings %v text %q", tt.reply, s.views(), text)
+			if !reflect.DeepEqual(views(s.Readings), failedResult) || !strings.Contains(text, "'"+string(tt.reply)+"'") {
+				t.Errorf("'%c': readings %v text %q", tt.reply, views(s.Readings), text)
 			}
-		} else if len(s.readings) != 0 {
-			t.Errorf("'%c': readings %v", tt.reply, s.views())
+		} else if len(s.Readings) != 0 {
+			t.Errorf("'%c': readings %v", tt.reply, views(s.Readings))
 		}
 	}
 }
@@ -474,7 +502,7 @@ func TestStatusRepliesWhileMeasuring(t *testing.T) {
 		{'O', PhaseMeasuring, CodeOK},
 	} {
 		d := NewDecoder(PatientAdult)
-		s := &recordingSink{}
+		s := &drivertest.Recorder{}
 		var w bytes.Buffer
 		if err := d.Command(CommandStart, &w, testNow); err != nil {
 			t.Fatal(err)
@@ -489,8 +517,8 @@ func TestStatusRepliesWhileMeasuring(t *testing.T) {
 		if tt.code != CodeOK {
 			wantReadings = 4
 		}
-		if len(s.readings) != wantReadings {
-			t.Errorf("'%c': readings %v", tt.reply, s.views())
+		if len(s.Readings) != wantReadings {
+			t.Errorf("'%c': readings %v", tt.reply, views(s.Readings))
 		}
 	}
 }
@@ -515,23 +543,23 @@ func TestOutcomeWithoutSink(t *testing.T) {
 		}
 	}
 	decided := now
-	s := &recordingSink{}
+	s := &drivertest.Recorder{}
 	d.Feed(nil, now.Add(time.Minute), s)
-	if got := s.views(); !reflect.DeepEqual(got, failedResult) {
+	if got := views(s.Readings); !reflect.DeepEqual(got, failedResult) {
 		t.Fatalf("readings %v", got)
 	}
-	for _, r := range s.readings {
+	for _, r := range s.Readings {
 		if !r.Received.Equal(decided) {
 			t.Fatalf("Received %v, want %v", r.Received, decided)
 		}
 	}
 	d.Feed(nil, now, s)
-	if len(s.readings) != 4 {
+	if len(s.Readings) != 4 {
 		t.Fatal("the deferred outcome was reported twice")
 	}
 
 	d = NewDecoder(PatientAdult)
-	s = &recordingSink{}
+	s = &drivertest.Recorder{}
 	if err := d.Command(CommandStart, &w, testNow); err != nil {
 		t.Fatal(err)
 	}
@@ -544,7 +572,7 @@ func TestOutcomeWithoutSink(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := s.views(); !reflect.DeepEqual(got, failedResult) {
+	if got := views(s.Readings); !reflect.DeepEqual(got, failedResult) {
 		t.Fatalf("Advance: readings %v", got)
 	}
 }
@@ -561,8 +589,11 @@ func TestIdleProbe(t *testing.T) {
 	if mod.Polls != 12 {
 		t.Fatalf("%d probes in a minute, want 12 (every %v)", mod.Polls, IdleProbeEvery)
 	}
-	if l.sink.frames.OK != 13 { // the status reply and 12 pressures
-		t.Fatalf("frames %+v", l.sink.frames)
+	if l.sink.Frames.OK != 13 { // the status reply and 12 pressures
+		t.Fatalf("frames %+v", l.sink.Frames)
+	}
+	if len(l.cuff) != 0 || len(l.sink.Readings) != 0 {
+		t.Fatalf("idle probes published readings: cuff %v, others %v", l.cuff, views(l.sink.Readings))
 	}
 	if IdleProbeEvery*2 >= silentAfter {
 		t.Fatalf("SilentAfter %v leaves no room for a lost probe", silentAfter)
@@ -582,7 +613,7 @@ func TestIdleProbe(t *testing.T) {
 // the reply to a resent "get BP data", not a new measurement.
 func TestDuplicateResult(t *testing.T) {
 	d := NewDecoder(PatientAdult)
-	s := &recordingSink{}
+	s := &drivertest.Recorder{}
 	var w bytes.Buffer
 	if err := d.Command(CommandStart, &w, testNow); err != nil {
 		t.Fatal(err)
@@ -595,14 +626,14 @@ func TestDuplicateResult(t *testing.T) {
 	res := hexBytes(t, workedResult)
 	d.Feed(res, testNow.Add(time.Second), s)
 	d.Feed(res, testNow.Add(2*time.Second), s)
-	if len(s.readings) != 4 || s.frames.OK != 4 {
-		t.Fatalf("duplicate reported: %v %+v", s.views(), s.frames)
+	if len(s.Readings) != 4 || s.Frames.OK != 4 {
+		t.Fatalf("duplicate reported: %v %+v", views(s.Readings), s.Frames)
 	}
 	// Later, or different, results are reported (the simulator sends
 	// results unasked).
 	d.Feed(res, testNow.Add(time.Minute), s)
-	if len(s.readings) != 8 {
-		t.Fatalf("later result not reported: %d readings", len(s.readings))
+	if len(s.Readings) != 8 {
+		t.Fatalf("later result not reported: %d readings", len(s.Readings))
 	}
 }
 

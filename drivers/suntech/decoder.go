@@ -251,7 +251,7 @@ func (d *Decoder) handle(frame []byte, now time.Time, sink drivers.Sink) drivers
 		d.onStatus(frame[2], now, sink)
 		return drivers.FrameOK
 	case LenPressure:
-		return d.onWord(binary.LittleEndian.Uint16(frame[2:]), now)
+		return d.onWord(binary.LittleEndian.Uint16(frame[2:]), now, sink)
 	default:
 		return d.onResult(frame, now, sink)
 	}
@@ -312,7 +312,7 @@ func (d *Decoder) onStatus(c byte, now time.Time, sink drivers.Sink) {
 
 // onWord handles a LEN=5 reply: the module-status word when that is what
 // was asked [I: nPM power-on self-test], otherwise the cuff pressure.
-func (d *Decoder) onWord(v uint16, now time.Time) drivers.FrameResult {
+func (d *Decoder) onWord(v uint16, now time.Time, sink drivers.Sink) drivers.FrameResult {
 	if d.await == awaitStatus {
 		d.moduleStatus, d.moduleStatusOK = v, true
 		d.answered()
@@ -331,6 +331,12 @@ func (d *Decoder) onWord(v uint16, now time.Time) drivers.FrameResult {
 		return drivers.FrameInvalidValue
 	}
 	d.cuffPressure, d.cuffValid = v, true
+	if d.Measuring() {
+		// Published while the cuff inflates and deflates, so staff see a
+		// measurement is under way (the idle probes' zero is not).
+		sink.Reading(drivers.Reading{Metric: drivers.NIBPCuffPressure, Value: float64(v), Valid: true,
+			Received: now, Flags: drivers.FlagInflating})
+	}
 	return drivers.FrameOK
 }
 

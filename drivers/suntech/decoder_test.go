@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/vigil-monitor/vigil/drivers"
+	"github.com/vigil-monitor/vigil/drivers/drivertest"
 )
 
 // The worked examples of protocols.md 4.1 (ak-git NIBPBytesInterceptorTest),
@@ -19,10 +20,10 @@ const (
 func TestWorkedExamples(t *testing.T) {
 	t.Run("cuff pressure 258 mmHg", func(t *testing.T) {
 		d := NewDecoder(PatientAdult)
-		s := &recordingSink{}
+		s := &drivertest.Recorder{}
 		d.Feed(hexBytes(t, workedPressure), testNow, s)
-		if s.frames != (frameCounts{OK: 1}) || len(s.readings) != 0 {
-			t.Fatalf("frames %+v readings %v", s.frames, s.views())
+		if s.Frames != (drivertest.FrameCounts{OK: 1}) || len(s.Readings) != 0 {
+			t.Fatalf("frames %+v readings %v", s.Frames, views(s.Readings))
 		}
 		mmHg, at, ok := d.CuffPressure()
 		if !ok || mmHg != 258 || !at.Equal(testNow) {
@@ -31,10 +32,10 @@ func TestWorkedExamples(t *testing.T) {
 	})
 	t.Run("same bytes with CHK B1 rejected", func(t *testing.T) {
 		d := NewDecoder(PatientAdult)
-		s := &recordingSink{}
+		s := &drivertest.Recorder{}
 		d.Feed(hexBytes(t, workedBadChecksum), testNow, s)
-		if s.frames != (frameCounts{Checksum: 1, Dropped: 5}) || len(s.readings) != 0 {
-			t.Fatalf("frames %+v readings %v", s.frames, s.views())
+		if s.Frames != (drivertest.FrameCounts{Checksum: 1, Dropped: 5}) || len(s.Readings) != 0 {
+			t.Fatalf("frames %+v readings %v", s.Frames, views(s.Readings))
 		}
 		if _, _, ok := d.CuffPressure(); ok {
 			t.Fatal("a frame failing its checksum set the cuff pressure")
@@ -42,24 +43,24 @@ func TestWorkedExamples(t *testing.T) {
 	})
 	t.Run("measurement done K", func(t *testing.T) {
 		s := decodeAll(hexBytes(t, workedDone))
-		if s.frames != (frameCounts{OK: 1}) || len(s.readings) != 0 {
-			t.Fatalf("frames %+v readings %v", s.frames, s.views())
+		if s.Frames != (drivertest.FrameCounts{OK: 1}) || len(s.Readings) != 0 {
+			t.Fatalf("frames %+v readings %v", s.Frames, views(s.Readings))
 		}
 	})
 	t.Run("result SYS 115 DIA 74 HR 85 MAP 88", func(t *testing.T) {
 		d := NewDecoder(PatientAdult)
-		s := &recordingSink{}
+		s := &drivertest.Recorder{}
 		d.Feed(hexBytes(t, workedResult), testNow, s)
-		if got := s.views(); !reflect.DeepEqual(got, goodResult) {
+		if got := views(s.Readings); !reflect.DeepEqual(got, goodResult) {
 			t.Fatalf("readings\n got %v\nwant %v", got, goodResult)
 		}
-		if s.frames != (frameCounts{OK: 1}) {
-			t.Fatalf("frames %+v", s.frames)
+		if s.Frames != (drivertest.FrameCounts{OK: 1}) {
+			t.Fatalf("frames %+v", s.Frames)
 		}
-		if want := []string{"r", "r", "r", "r", "f:ok"}; !reflect.DeepEqual(s.events, want) {
-			t.Fatalf("events %v, want readings before their frame", s.events)
+		if want := []string{"r", "r", "r", "r", "f:ok"}; !reflect.DeepEqual(s.Events, want) {
+			t.Fatalf("events %v, want readings before their frame", s.Events)
 		}
-		for _, r := range s.readings {
+		for _, r := range s.Readings {
 			if !r.Received.Equal(testNow) || !r.DeviceTime.IsZero() {
 				t.Fatalf("times: %+v", r)
 			}
@@ -86,13 +87,13 @@ func TestErrorCodeGivesNoValues(t *testing.T) {
 	for _, code := range append([]uint8{0x42}, documentedErrorCodes...) {
 		p := resultWith(t, func(data []byte) { data[18] = code })
 		d := NewDecoder(PatientAdult)
-		s := &recordingSink{}
+		s := &drivertest.Recorder{}
 		d.Feed(p, testNow, s)
-		if got := s.views(); !reflect.DeepEqual(got, failedResult) {
+		if got := views(s.Readings); !reflect.DeepEqual(got, failedResult) {
 			t.Fatalf("code 0x%02X: readings %v", code, got)
 		}
-		if s.frames != (frameCounts{OK: 1}) {
-			t.Fatalf("code 0x%02X: frames %+v", code, s.frames)
+		if s.Frames != (drivertest.FrameCounts{OK: 1}) {
+			t.Fatalf("code 0x%02X: frames %+v", code, s.Frames)
 		}
 		if c, text := d.LastError(); c != int(code) || text != ErrorText(int(code)) {
 			t.Fatalf("code 0x%02X: LastError = %#x %q", code, c, text)
@@ -105,7 +106,7 @@ func TestErrorCodeGivesNoValues(t *testing.T) {
 func TestHeartRateIsOneByte(t *testing.T) {
 	p := resultWith(t, func(data []byte) { data[15] = 0x01 })
 	s := decodeAll(p)
-	if got := s.views(); !reflect.DeepEqual(got, goodResult) {
+	if got := views(s.Readings); !reflect.DeepEqual(got, goodResult) {
 		t.Fatalf("readings %v", got)
 	}
 }
@@ -124,17 +125,17 @@ func TestOutOfRangeResult(t *testing.T) {
 		rv(drivers.NIBPMean, 0, false, "out-of-range"),
 		rv(drivers.NIBPPulseRate, 85, true),
 	}
-	if got := s.views(); !reflect.DeepEqual(got, want) {
+	if got := views(s.Readings); !reflect.DeepEqual(got, want) {
 		t.Fatalf("readings\n got %v\nwant %v", got, want)
 	}
-	if s.frames != (frameCounts{InvalidValue: 1}) {
-		t.Fatalf("frames %+v", s.frames)
+	if s.Frames != (drivertest.FrameCounts{InvalidValue: 1}) {
+		t.Fatalf("frames %+v", s.Frames)
 	}
 }
 
 func TestCuffPressureSentinels(t *testing.T) {
 	d := NewDecoder(PatientAdult)
-	s := &recordingSink{}
+	s := &drivertest.Recorder{}
 	d.Feed(AppendPressureReply(nil, 120), testNow, s)
 	if p, _, ok := d.CuffPressure(); !ok || p != 120 {
 		t.Fatalf("120: %d %v", p, ok)
@@ -155,8 +156,8 @@ func TestCuffPressureSentinels(t *testing.T) {
 	if p, _, ok := d.CuffPressure(); !ok || p != 0 {
 		t.Fatalf("0 (deflated cuff): %d %v", p, ok)
 	}
-	if s.frames != (frameCounts{OK: 4, InvalidValue: 1}) || len(s.readings) != 0 {
-		t.Fatalf("frames %+v readings %v", s.frames, s.views())
+	if s.Frames != (drivertest.FrameCounts{OK: 4, InvalidValue: 1}) || len(s.Readings) != 0 {
+		t.Fatalf("frames %+v readings %v", s.Frames, views(s.Readings))
 	}
 }
 
@@ -165,40 +166,40 @@ func TestGarbageAndResync(t *testing.T) {
 		name   string
 		input  []byte
 		want   []readingView
-		frames frameCounts
+		frames drivertest.FrameCounts
 	}{
 		{"garbage before a frame is one malformed run",
 			cat([]byte{0x00, 0xFF, 0x3A, 0x20}, hexBytes(t, workedResult)),
-			goodResult, frameCounts{OK: 1, Malformed: 1, Dropped: 4}},
+			goodResult, drivertest.FrameCounts{OK: 1, Malformed: 1, Dropped: 4}},
 		{"'>' with an impossible LEN is garbage",
 			cat([]byte{0x3E, 0x00, 0x3E, 0x3E, 0x07}, hexBytes(t, workedDone)),
-			nil, frameCounts{OK: 1, Malformed: 1, Dropped: 5}},
+			nil, drivertest.FrameCounts{OK: 1, Malformed: 1, Dropped: 5}},
 		{"false start swallowing a real frame: rescanned from the next '>'",
 			// '>' 0x18 claims 24 bytes covering the K and the pressure reply;
 			// its sum fails, the decoder drops 2 bytes and finds both.
 			cat([]byte{0x3E, 0x18}, hexBytes(t, workedDone), hexBytes(t, workedPressure), hexBytes(t, workedResult)),
-			goodResult, frameCounts{OK: 3, Checksum: 1, Dropped: 2}},
+			goodResult, drivertest.FrameCounts{OK: 3, Checksum: 1, Dropped: 2}},
 		{"truncated result then a good one",
 			cat(hexBytes(t, workedResult)[:10], hexBytes(t, workedResult)),
-			goodResult, frameCounts{OK: 1, Checksum: 1, Dropped: 10}},
+			goodResult, drivertest.FrameCounts{OK: 1, Checksum: 1, Dropped: 10}},
 		{"checksum error then good frames",
 			cat(hexBytes(t, workedBadChecksum), hexBytes(t, workedDone), hexBytes(t, workedResult)),
-			goodResult, frameCounts{OK: 2, Checksum: 1, Dropped: 5}},
+			goodResult, drivertest.FrameCounts{OK: 2, Checksum: 1, Dropped: 5}},
 		{"long garbage is reported every 256 bytes",
 			cat(make([]byte, 1000), hexBytes(t, workedDone)),
-			nil, frameCounts{OK: 1, Malformed: 4, Dropped: 1000}},
+			nil, drivertest.FrameCounts{OK: 1, Malformed: 4, Dropped: 1000}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if tt.want == nil {
 				tt.want = []readingView{}
 			}
-			for how, s := range map[string]*recordingSink{"one call": decodeAll(tt.input), "byte by byte": decodeByteByByte(tt.input)} {
-				if got := s.views(); !reflect.DeepEqual(got, tt.want) {
+			for how, s := range map[string]*drivertest.Recorder{"one call": decodeAll(tt.input), "byte by byte": decodeByteByByte(tt.input)} {
+				if got := views(s.Readings); !reflect.DeepEqual(got, tt.want) {
 					t.Errorf("%s: readings\n got %v\nwant %v", how, got, tt.want)
 				}
-				if s.frames != tt.frames {
-					t.Errorf("%s: frames %+v, want %+v", how, s.frames, tt.frames)
+				if s.Frames != tt.frames {
+					t.Errorf("%s: frames %+v, want %+v", how, s.Frames, tt.frames)
 				}
 			}
 		})
@@ -209,14 +210,14 @@ func TestGarbageAndResync(t *testing.T) {
 // until the rest arrives.
 func TestUnfinishedFrameWaits(t *testing.T) {
 	d := NewDecoder(PatientAdult)
-	s := &recordingSink{}
+	s := &drivertest.Recorder{}
 	p := hexBytes(t, workedResult)
 	d.Feed(p[:23], testNow, s)
-	if len(s.events) != 0 {
-		t.Fatalf("reported %v before the frame was complete", s.events)
+	if len(s.Events) != 0 {
+		t.Fatalf("reported %v before the frame was complete", s.Events)
 	}
 	d.Feed(p[23:], testNow, s)
-	if got := s.views(); !reflect.DeepEqual(got, goodResult) {
+	if got := views(s.Readings); !reflect.DeepEqual(got, goodResult) {
 		t.Fatalf("readings %v", got)
 	}
 }
@@ -225,27 +226,27 @@ func TestSplitAnywhere(t *testing.T) {
 	input := cat([]byte{0x01, 0x3E}, hexBytes(t, workedPressure), hexBytes(t, workedBadChecksum),
 		hexBytes(t, workedDone), []byte{0x3E, 0x18}, hexBytes(t, workedResult), []byte{0x99})
 	whole := decodeAll(input)
-	if whole.frames.OK != 3 || len(whole.readings) != 4 {
-		t.Fatalf("whole: frames %+v readings %v", whole.frames, whole.views())
+	if whole.Frames.OK != 3 || len(whole.Readings) != 4 {
+		t.Fatalf("whole: frames %+v readings %v", whole.Frames, views(whole.Readings))
 	}
 	for cut := 0; cut <= len(input); cut++ {
-		s := &recordingSink{}
+		s := &drivertest.Recorder{}
 		d := NewDecoder(PatientAdult)
 		d.Feed(input[:cut], testNow, s)
 		d.Feed(input[cut:], testNow, s)
-		if s.frames != whole.frames || !reflect.DeepEqual(s.events, whole.events) || !reflect.DeepEqual(s.views(), whole.views()) {
-			t.Fatalf("cut at %d: frames %+v events %v; whole %+v %v", cut, s.frames, s.events, whole.frames, whole.events)
+		if s.Frames != whole.Frames || !reflect.DeepEqual(s.Events, whole.Events) || !reflect.DeepEqual(views(s.Readings), views(whole.Readings)) {
+			t.Fatalf("cut at %d: frames %+v events %v; whole %+v %v", cut, s.Frames, s.Events, whole.Frames, whole.Events)
 		}
 	}
-	if b := decodeByteByByte(input); b.frames != whole.frames || !reflect.DeepEqual(b.views(), whole.views()) {
-		t.Fatalf("byte by byte: %+v %v", b.frames, b.views())
+	if b := decodeByteByByte(input); b.Frames != whole.Frames || !reflect.DeepEqual(views(b.Readings), views(whole.Readings)) {
+		t.Fatalf("byte by byte: %+v %v", b.Frames, views(b.Readings))
 	}
 }
 
 func TestFeedDoesNotAllocate(t *testing.T) {
 	input := cat(hexBytes(t, workedPressure), hexBytes(t, workedDone), hexBytes(t, workedResult), []byte{0, 0x3E})
 	d := NewDecoder(PatientAdult)
-	var sink drivers.Sink = discardSink{}
+	var sink drivers.Sink = drivertest.Discard
 	allocs := testing.AllocsPerRun(200, func() {
 		d.Feed(input, testNow, sink)
 	})
@@ -256,9 +257,9 @@ func TestFeedDoesNotAllocate(t *testing.T) {
 
 func TestZeroValueDecoder(t *testing.T) {
 	var d Decoder
-	s := &recordingSink{}
+	s := &drivertest.Recorder{}
 	d.Feed(hexBytes(t, workedResult), testNow, s)
-	if got := s.views(); !reflect.DeepEqual(got, goodResult) {
+	if got := views(s.Readings); !reflect.DeepEqual(got, goodResult) {
 		t.Fatalf("readings %v", got)
 	}
 }

@@ -50,7 +50,7 @@ func TestEncodeNoValueForms(t *testing.T) {
 				t.Fatalf("ResultFor = %+v, want error 0x%02X", got, tt.code)
 			}
 			s := decodeAll(Encoder{}.Encode(nil, tt.f))
-			if got := s.views(); !reflect.DeepEqual(got, failedResult) {
+			if got := views(s.Readings); !reflect.DeepEqual(got, failedResult) {
 				t.Fatalf("decoded %v", got)
 			}
 		})
@@ -73,13 +73,13 @@ func TestRoundTrip(t *testing.T) {
 		}
 		s := decodeAll(Encoder{}.Encode(nil, f))
 		if cuffError {
-			return reflect.DeepEqual(s.views(), failedResult)
+			return reflect.DeepEqual(views(s.Readings), failedResult)
 		}
-		if len(s.readings) != 4 {
+		if len(s.Readings) != 4 {
 			return false
 		}
 		for i, want := range []float64{float64(sys), float64(dia), float64(mean), float64(pr)} {
-			r := s.readings[i]
+			r := s.Readings[i]
 			inRange := r.Metric.Info().InRange(want)
 			if r.Value != want || r.Valid != inRange || (r.Flags == drivers.FlagOutOfRange) == inRange {
 				return false

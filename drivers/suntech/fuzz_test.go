@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/vigil-monitor/vigil/drivers"
+	"github.com/vigil-monitor/vigil/drivers/drivertest"
 )
 
 // checkReadings asserts what any reading of this driver must be: one of the
@@ -42,32 +43,32 @@ func checkReadings(t *testing.T, rs []drivers.Reading) {
 func FuzzDecoder(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte, split uint) {
 		d := NewDecoder(PatientAdult)
-		whole := &recordingSink{}
+		whole := &drivertest.Recorder{}
 		d.Feed(data, testNow, whole)
 		if d.n >= maxFrameLen {
 			t.Fatalf("%d bytes kept", d.n)
 		}
-		checkReadings(t, whole.readings)
-		fr := whole.frames
+		checkReadings(t, whole.Readings)
+		fr := whole.Frames
 		if fr.Dropped > len(data) {
 			t.Fatalf("dropped %d of %d bytes", fr.Dropped, len(data))
 		}
-		if good := fr.OK + fr.InvalidValue; len(whole.readings) > 4*good {
-			t.Fatalf("%d readings from %d frames", len(whole.readings), good)
+		if good := fr.OK + fr.InvalidValue; len(whole.Readings) > 4*good {
+			t.Fatalf("%d readings from %d frames", len(whole.Readings), good)
 		}
 
 		cut := int(split % uint(len(data)+1))
-		parts := &recordingSink{}
+		parts := &drivertest.Recorder{}
 		d = NewDecoder(PatientAdult)
 		d.Feed(data[:cut], testNow, parts)
 		d.Feed(data[cut:], testNow, parts)
-		if parts.frames != whole.frames || !reflect.DeepEqual(parts.events, whole.events) || !reflect.DeepEqual(parts.views(), whole.views()) {
-			t.Fatalf("cut at %d: %+v %v; one call: %+v %v", cut, parts.frames, parts.views(), whole.frames, whole.views())
+		if parts.Frames != whole.Frames || !reflect.DeepEqual(parts.Events, whole.Events) || !reflect.DeepEqual(views(parts.Readings), views(whole.Readings)) {
+			t.Fatalf("cut at %d: %+v %v; one call: %+v %v", cut, parts.Frames, views(parts.Readings), whole.Frames, views(whole.Readings))
 		}
 		if len(data) <= 4096 {
 			b := decodeByteByByte(data)
-			if b.frames != whole.frames || !reflect.DeepEqual(b.views(), whole.views()) {
-				t.Fatalf("byte by byte: %+v %v; one call: %+v %v", b.frames, b.views(), whole.frames, whole.views())
+			if b.Frames != whole.Frames || !reflect.DeepEqual(views(b.Readings), views(whole.Readings)) {
+				t.Fatalf("byte by byte: %+v %v; one call: %+v %v", b.Frames, views(b.Readings), whole.Frames, views(whole.Readings))
 			}
 		}
 	})
@@ -81,7 +82,7 @@ func FuzzDecoder(f *testing.F) {
 func FuzzConversation(f *testing.F) {
 	f.Fuzz(func(t *testing.T, script []byte, replies []byte) {
 		d := NewDecoder(PatientAdult)
-		s := &recordingSink{}
+		s := &drivertest.Recorder{}
 		now := testNow
 		var w bytes.Buffer
 		startCmd := AppendStart(nil, PatientAdult)
@@ -136,6 +137,6 @@ func FuzzConversation(f *testing.F) {
 				t.Fatal(err)
 			}
 		}
-		checkReadings(t, s.readings)
+		checkReadings(t, s.Readings)
 	})
 }

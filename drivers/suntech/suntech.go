@@ -38,7 +38,7 @@ func init() {
 		Description: "SunTech Advantage / Advantage Mini OEM NIBP module (host-driven): systolic, diastolic, mean, pulse rate",
 		// 9600 8N1 (protocols.md 4.1 [C: ak-git and nPM]).
 		Link:    drivers.Link{Baud: 9600, DataBits: 8, Parity: "none", StopBits: "1"},
-		Metrics: []drivers.MetricID{drivers.NIBPSystolic, drivers.NIBPDiastolic, drivers.NIBPMean, drivers.NIBPPulseRate},
+		Metrics: []drivers.MetricID{drivers.NIBPSystolic, drivers.NIBPDiastolic, drivers.NIBPMean, drivers.NIBPPulseRate, drivers.NIBPCuffPressure},
 		NewDecoder: func(opts drivers.Options) (drivers.Decoder, error) {
 			p, err := parseOptions(opts)
 			if err != nil {

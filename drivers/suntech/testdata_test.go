@@ -8,15 +8,17 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/vigil-monitor/vigil/drivers/drivertest"
 )
 
 // golden is the expected outcome of one testdata/<case>.hex capture, kept
 // beside it as <case>.json. A fresh decoder (idle: no conversation) reads
 // the bytes, so results are reported as they arrive.
 type golden struct {
-	Source   string        `json:"source"`
-	Frames   frameCounts   `json:"frames"`
-	Readings []readingView `json:"readings"`
+	Source   string                 `json:"source"`
+	Frames   drivertest.FrameCounts `json:"frames"`
+	Readings []readingView          `json:"readings"`
 	// CuffPressure is CuffPressure() after the capture; null when not ok.
 	CuffPressure *int `json:"cuff_pressure"`
 }
@@ -57,7 +59,7 @@ func TestCaptures(t *testing.T) {
 			}
 			for _, bytewise := range []bool{false, true} {
 				d := NewDecoder(PatientAdult)
-				s := &recordingSink{}
+				s := &drivertest.Recorder{}
 				if bytewise {
 					for i := range input {
 						d.Feed(input[i:i+1], testNow, s)
@@ -65,10 +67,10 @@ func TestCaptures(t *testing.T) {
 				} else {
 					d.Feed(input, testNow, s)
 				}
-				if s.frames != want.Frames {
-					t.Errorf("bytewise=%v: frames = %+v, want %+v", bytewise, s.frames, want.Frames)
+				if s.Frames != want.Frames {
+					t.Errorf("bytewise=%v: frames = %+v, want %+v", bytewise, s.Frames, want.Frames)
 				}
-				if got := s.views(); !reflect.DeepEqual(got, want.Readings) {
+				if got := views(s.Readings); !reflect.DeepEqual(got, want.Readings) {
 					t.Errorf("bytewise=%v: readings\n got %v\nwant %v", bytewise, got, want.Readings)
 				}
 				var got *int
