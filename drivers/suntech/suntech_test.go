@@ -19,7 +19,7 @@ func TestRegistered(t *testing.T) {
 	if want := (drivers.Link{Baud: 9600, DataBits: 8, Parity: "none", StopBits: "1"}); d.Link != want {
 		t.Errorf("Link = %+v, want %+v (protocols.md 4.1)", d.Link, want)
 	}
-	want := []drivers.MetricID{drivers.NIBPSystolic, drivers.NIBPDiastolic, drivers.NIBPMean, drivers.NIBPPulseRate}
+	want := []drivers.MetricID{drivers.NIBPSystolic, drivers.NIBPDiastolic, drivers.NIBPMean, drivers.NIBPPulseRate, drivers.NIBPCuffPressure}
 	if !reflect.DeepEqual(d.Metrics, want) {
 		t.Errorf("Metrics = %v", d.Metrics)
 	}
