@@ -280,6 +280,9 @@ func newDevice(s deviceSpec, statuses []StatusConsumer, reconnected func(string)
 		reconnected: reconnected,
 		logger:      logger,
 	}
+	if s.cfg.SilentAfter > 0 {
+		d.silentAfter = s.cfg.SilentAfter
+	}
 	if d.silentAfter <= 0 {
 		d.silentAfter = defaultSilentAfter
 	}

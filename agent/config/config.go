@@ -38,6 +38,11 @@ type Device struct {
 	// 0 = the metric default (Metrics.StaleAfter for continuous metrics).
 	StaleAfter time.Duration `yaml:"stale_after"`
 
+	// SilentAfter overrides how long an open connection may go without a
+	// well-formed frame before the device counts as silent; 0 = the driver's
+	// limit (Masimo 5s, Contec 3s, SunTech 15s, HL7 30s).
+	SilentAfter time.Duration `yaml:"silent_after"`
+
 	// NIBP schedules automatic blood-pressure measurements on devices that
 	// take commands; nil = on demand only.
 	NIBP *NIBP `yaml:"nibp"`

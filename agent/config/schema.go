@@ -17,7 +17,7 @@ import (
 // The keys each mapping accepts, in the order the example config lists them.
 var (
 	topKeys     = []string{"site", "room", "devices", "mqtt", "http", "metrics"}
-	deviceKeys  = []string{"id", "driver", "port", "usb", "baud", "data_bits", "parity", "stop_bits", "stale_after", "nibp"}
+	deviceKeys  = []string{"id", "driver", "port", "usb", "baud", "data_bits", "parity", "stop_bits", "stale_after", "silent_after", "nibp"}
 	usbKeys     = []string{"vid", "pid", "serial"}
 	mqttKeys    = []string{"url", "listen", "client_id", "username", "password_file", "ca_file", "cert_file", "key_file", "topic_prefix", "keep_alive"}
 	httpKeys    = []string{"listen"}
@@ -255,6 +255,14 @@ func (w *walker) device(n *yaml.Node, path string) Device {
 					break
 				}
 				d.StaleAfter = v
+			}
+		case "silent_after":
+			if v, set := w.duration(p); set {
+				if v < MinStaleAfter {
+					w.add(p.val, p.path, "silent_after %s is below the minimum %s", v, MinStaleAfter)
+					break
+				}
+				d.SilentAfter = v
 			}
 		case "nibp":
 			d.NIBP = w.nibp(p)
