@@ -4,6 +4,7 @@
 #   mosquitto, mosquitto-clients  real MQTT broker for the end-to-end tests
 #   socat                         a separate-process null-modem cable
 #   prometheus                    promtool, to lint the exposition
+#   prometheus-alertmanager       a real Alertmanager for the alarm channel
 # Then: go vet, go test -race on every package, and a short run of every fuzz
 # target. Environment:
 #   FUZZTIME   how much each fuzz target runs (default 50000x, i.e. 50,000
@@ -20,6 +21,7 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_pkgs+
 command -v mosquitto_sub >/dev/null 2>&1 || need_pkgs+=(mosquitto-clients)
 command -v socat >/dev/null 2>&1 || need_pkgs+=(socat)
 command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
+command -v prometheus-alertmanager >/dev/null 2>&1 || [ -x /usr/bin/prometheus-alertmanager ] || need_pkgs+=(prometheus-alertmanager)
 
 if [ "${#need_pkgs[@]}" -gt 0 ] && [ "${SKIP_APT:-0}" != 1 ]; then
 	sudo=""
@@ -29,7 +31,7 @@ if [ "${#need_pkgs[@]}" -gt 0 ] && [ "${SKIP_APT:-0}" != 1 ]; then
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
 	# The Debian packages start system services; the tests start their own
 	# instances on free ports and need none of these.
-	for svc in mosquitto prometheus; do
+	for svc in mosquitto prometheus prometheus-alertmanager; do
 		$sudo systemctl disable --now "$svc" >/dev/null 2>&1 || true
 	done
 fi
