@@ -92,7 +92,6 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		defer embedded.Close()
 		mqttURL = embedded.URL()
 		ep.Embedded = true
-		logger.Info("embedded MQTT broker listening", "addr", embedded.Addr())
 	}
 	ep.MQTT = mqttURL
 
