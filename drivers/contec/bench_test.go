@@ -5,13 +5,14 @@ import (
 	"time"
 
 	"github.com/vigil-monitor/vigil/drivers"
+	"github.com/vigil-monitor/vigil/drivers/drivertest"
 )
 
 // benchmarkDecode feeds one second of stream (60 frames) per iteration,
 // in reads of readSize bytes (0: one read per second).
 func benchmarkDecode(b *testing.B, p Protocol, second []byte, readSize int) {
 	d := NewDecoder(p)
-	var sink drivers.Sink = discardSink{}
+	var sink drivers.Sink = drivertest.Discard
 	d.Feed(second, testNow, sink) // decided (auto) and aligned to a batch
 	if readSize == 0 {
 		readSize = len(second)
@@ -51,7 +52,7 @@ func BenchmarkDecodeAutoDecided(b *testing.B) {
 // A fresh auto decoder per iteration: probing, deciding and replaying.
 func BenchmarkDecodeAutoFirstSecond(b *testing.B) {
 	second := legacyFrames(60, 97, 72)
-	var sink drivers.Sink = discardSink{}
+	var sink drivers.Sink = drivertest.Discard
 	b.SetBytes(int64(len(second)))
 	b.ReportAllocs()
 	for b.Loop() {

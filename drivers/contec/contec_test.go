@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/vigil-monitor/vigil/drivers"
+	"github.com/vigil-monitor/vigil/drivers/drivertest"
 )
 
 func TestRegistered(t *testing.T) {
@@ -36,10 +37,10 @@ func TestRegistered(t *testing.T) {
 		if err != nil {
 			t.Fatalf("NewDecoder(%v): %v", opts, err)
 		}
-		s := &recordingSink{}
+		s := &drivertest.Recorder{}
 		dec.Feed(v46Frames(10, 97, 72), testNow, s)
-		if s.frames != (frameCounts{OK: 10}) || len(s.readings) != 2 {
-			t.Fatalf("NewDecoder(%v): frames %+v readings %v", opts, s.frames, s.views())
+		if s.Frames != (drivertest.FrameCounts{OK: 10}) || len(s.Readings) != 2 {
+			t.Fatalf("NewDecoder(%v): frames %+v readings %v", opts, s.Frames, views(s.Readings))
 		}
 		if _, ok := dec.(drivers.Conversation); !ok {
 			t.Fatalf("NewDecoder(%v) is no Conversation", opts)
@@ -49,10 +50,10 @@ func TestRegistered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &recordingSink{}
+	s := &drivertest.Recorder{}
 	dec.Feed(hexBytes(legacyExample), testNow, s)
-	if len(s.readings) != 2 {
-		t.Fatalf("legacy decoder: %v", s.views())
+	if len(s.Readings) != 2 {
+		t.Fatalf("legacy decoder: %v", views(s.Readings))
 	}
 	enc, err := d.NewEncoder(drivers.Options{"protocol": "legacy"})
 	if err != nil || enc.Interval() != time.Second || enc.(Encoder).Protocol() != ProtocolLegacy {
@@ -184,7 +185,7 @@ func TestConversation(t *testing.T) {
 		if !bytes.Equal(w.Bytes(), tt.start) {
 			t.Errorf("%v: Start wrote % X, want % X", tt.protocol, w.Bytes(), tt.start)
 		}
-		d.Feed(tt.feed, testNow, discardSink{})
+		d.Feed(tt.feed, testNow, drivertest.Discard)
 		w.Reset()
 		if err := d.Tick(&w, testNow); err != nil {
 			t.Fatal(err)

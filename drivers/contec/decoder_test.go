@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/vigil-monitor/vigil/drivers"
+	"github.com/vigil-monitor/vigil/drivers/drivertest"
 )
 
 // The worked examples of protocols.md 3.2 and 3.3, verbatim.
@@ -31,35 +32,35 @@ func TestWorkedExamples(t *testing.T) {
 		protocol Protocol
 		input    string
 		want     []readingView
-		frames   frameCounts
+		frames   drivertest.FrameCounts
 		// pleth is the sample the live frame carries, checked through the
 		// framer (a batch is only sent after 60 frames).
 		pleth int
 	}{
 		{"legacy layout example", ProtocolLegacy, legacyExample,
-			[]readingView{rv(drivers.SpO2, 97, true), rv(drivers.PulseRate, 72, true)}, frameCounts{OK: 1}, legacyExamplePle},
+			[]readingView{rv(drivers.SpO2, 97, true), rv(drivers.PulseRate, 72, true)}, drivertest.FrameCounts{OK: 1}, legacyExamplePle},
 		{"legacy PR 200: high bit in byte 3", ProtocolLegacy, legacyPulse200,
-			[]readingView{rv(drivers.SpO2, 0, true), rv(drivers.PulseRate, 200, true)}, frameCounts{OK: 1}, 0},
+			[]readingView{rv(drivers.SpO2, 0, true), rv(drivers.PulseRate, 200, true)}, drivertest.FrameCounts{OK: 1}, 0},
 		{"v4.6 headrotor live packet", ProtocolV46, headrotorPacket,
-			[]readingView{rv(drivers.SpO2, 97, true), rv(drivers.PulseRate, 65, true)}, frameCounts{OK: 1}, headrotorPleth},
+			[]readingView{rv(drivers.SpO2, 97, true), rv(drivers.PulseRate, 65, true)}, drivertest.FrameCounts{OK: 1}, headrotorPleth},
 		{"v4.6 MarkMLl nominal packet: PR 61, not the comment's 53", ProtocolV46, markmllPacket,
-			[]readingView{rv(drivers.SpO2, 99, true), rv(drivers.PulseRate, 61, true)}, frameCounts{OK: 1}, markmllPleth},
+			[]readingView{rv(drivers.SpO2, 99, true), rv(drivers.PulseRate, 61, true)}, drivertest.FrameCounts{OK: 1}, markmllPleth},
 		{"v4.6 version and hello replies: two frames without readings", ProtocolV46, versionReply + " " + helloReply,
-			[]readingView{}, frameCounts{OK: 2}, -1},
-		{"v4.6 device ID reply", ProtocolV46, deviceIDReply, []readingView{}, frameCounts{OK: 1}, -1},
+			[]readingView{}, drivertest.FrameCounts{OK: 2}, -1},
+		{"v4.6 device ID reply", ProtocolV46, deviceIDReply, []readingView{}, drivertest.FrameCounts{OK: 1}, -1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			in := hexBytes(tt.input)
-			for how, s := range map[string]*recordingSink{
+			for how, s := range map[string]*drivertest.Recorder{
 				"one call":     decodeAll(tt.protocol, in),
 				"byte by byte": decodeByteByByte(tt.protocol, in),
 			} {
-				if got := s.views(); !reflect.DeepEqual(got, tt.want) {
+				if got := views(s.Readings); !reflect.DeepEqual(got, tt.want) {
 					t.Errorf("%s: readings\n got %v\nwant %v", how, got, tt.want)
 				}
-				if s.frames != tt.frames {
-					t.Errorf("%s: frames = %+v, want %+v", how, s.frames, tt.frames)
+				if s.Frames != tt.frames {
+					t.Errorf("%s: frames = %+v, want %+v", how, s.Frames, tt.frames)
 				}
 			}
 			if tt.pleth < 0 {
@@ -82,8 +83,8 @@ func TestWorkedExamples(t *testing.T) {
 // as live data: the driver does not download recordings.
 func TestRecordedTripletIsNotLive(t *testing.T) {
 	s := decodeAll(ProtocolLegacy, repeat(hexBytes(recordedTriplet), 20))
-	if len(s.readings) != 0 || s.frames.OK != 0 || s.frames.InvalidValue != 0 {
-		t.Fatalf("recorded records decoded as live: %+v %v", s.frames, s.views())
+	if len(s.Readings) != 0 || s.Frames.OK != 0 || s.Frames.InvalidValue != 0 {
+		t.Fatalf("recorded records decoded as live: %+v %v", s.Frames, views(s.Readings))
 	}
 }
 
@@ -104,7 +105,7 @@ func TestV46PulseAbove127(t *testing.T) {
 	}
 	for _, tt := range tests {
 		s := decodeAll(ProtocolV46, hexBytes(tt.packet))
-		if got := s.numerics(); len(got) != 2 || !reflect.DeepEqual(got[1], tt.want) {
+		if got := numerics(s.Readings); len(got) != 2 || !reflect.DeepEqual(got[1], tt.want) {
 			t.Errorf("%s: %v, want pulse %v", tt.packet, got, tt.want)
 		}
 	}
@@ -112,7 +113,7 @@ func TestV46PulseAbove127(t *testing.T) {
 	enc := NewEncoder(ProtocolV46)
 	s := decodeAll(ProtocolV46, enc.Encode(nil, drivers.Frame{Time: testNow,
 		Values: map[drivers.MetricID]float64{drivers.SpO2: 95, drivers.PulseRate: 130}}))
-	if got := s.numerics(); !reflect.DeepEqual(got, []readingView{rv(drivers.SpO2, 95, true), rv(drivers.PulseRate, 130, true)}) {
+	if got := numerics(s.Readings); !reflect.DeepEqual(got, []readingView{rv(drivers.SpO2, 95, true), rv(drivers.PulseRate, 130, true)}) {
 		t.Fatalf("round trip of PR 130: %v", got)
 	}
 }
@@ -123,11 +124,11 @@ func TestV46PulseAbove127(t *testing.T) {
 func TestV46SpO2MSB(t *testing.T) {
 	s := decodeAll(ProtocolV46, hexBytes("01 F0 85 B3 96 C1 E1 FF FF"))
 	want := []readingView{rv(drivers.SpO2, 0x61|0x80, false, "out-of-range"), rv(drivers.PulseRate, 65, true)}
-	if got := s.views(); !reflect.DeepEqual(got, want) {
+	if got := views(s.Readings); !reflect.DeepEqual(got, want) {
 		t.Fatalf("readings %v, want %v", got, want)
 	}
-	if s.frames != (frameCounts{InvalidValue: 1}) {
-		t.Fatalf("frames = %+v", s.frames)
+	if s.Frames != (drivertest.FrameCounts{InvalidValue: 1}) {
+		t.Fatalf("frames = %+v", s.Frames)
 	}
 }
 
@@ -151,11 +152,11 @@ func TestSentinels(t *testing.T) {
 	}
 	for _, tt := range tests {
 		s := decodeAll(tt.protocol, hexBytes(tt.frame))
-		if got := s.views(); !reflect.DeepEqual(got, tt.want) {
+		if got := views(s.Readings); !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
 		}
-		if s.frames != (frameCounts{OK: 1}) {
-			t.Errorf("%s: frames = %+v, want one OK: a sentinel is not a bad value", tt.name, s.frames)
+		if s.Frames != (drivertest.FrameCounts{OK: 1}) {
+			t.Errorf("%s: frames = %+v, want one OK: a sentinel is not a bad value", tt.name, s.Frames)
 		}
 	}
 }
@@ -165,23 +166,23 @@ func TestOutOfRange(t *testing.T) {
 		frame := []byte{0x85, 0x3C, 0x03, 0x48, spo2}
 		s := decodeAll(ProtocolLegacy, frame)
 		want := []readingView{rv(drivers.SpO2, float64(spo2), false, "out-of-range"), rv(drivers.PulseRate, 72, true)}
-		if got := s.views(); !reflect.DeepEqual(got, want) {
+		if got := views(s.Readings); !reflect.DeepEqual(got, want) {
 			t.Errorf("SpO2 %d: %v, want %v", spo2, got, want)
 		}
-		if s.frames != (frameCounts{InvalidValue: 1}) {
-			t.Errorf("SpO2 %d: frames = %+v", spo2, s.frames)
+		if s.Frames != (drivertest.FrameCounts{InvalidValue: 1}) {
+			t.Errorf("SpO2 %d: frames = %+v", spo2, s.Frames)
 		}
 	}
 	// SpO2 100 is the top of the range.
-	if got := decodeAll(ProtocolLegacy, []byte{0x85, 0x3C, 0x03, 0x48, 100}).numerics(); !got[0].Valid {
+	if got := numerics(decodeAll(ProtocolLegacy, []byte{0x85, 0x3C, 0x03, 0x48, 100}).Readings); !got[0].Valid {
 		t.Errorf("SpO2 100 not valid: %v", got)
 	}
 	// An impossible value on a frame between two numeric readings still
 	// makes that frame invalid_value, with no reading of its own.
 	in := append(hexBytes(legacyExample), 0x85, 0x3C, 0x03, 0x48, 120)
 	s := decodeAll(ProtocolLegacy, in)
-	if s.frames != (frameCounts{OK: 1, InvalidValue: 1}) || len(s.readings) != 2 {
-		t.Errorf("frames %+v readings %v", s.frames, s.views())
+	if s.Frames != (drivertest.FrameCounts{OK: 1, InvalidValue: 1}) || len(s.Readings) != 2 {
+		t.Errorf("frames %+v readings %v", s.Frames, views(s.Readings))
 	}
 }
 
@@ -249,7 +250,7 @@ func TestSensorConditionsInvalidate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		s := decodeAll(tt.protocol, hexBytes(tt.frame))
-		got := s.numerics()
+		got := numerics(s.Readings)
 		if len(got) != 2 {
 			t.Fatalf("%s: %v", tt.frame, got)
 		}
@@ -289,8 +290,8 @@ func TestCadence(t *testing.T) {
 	} {
 		t.Run(name.String(), func(t *testing.T) {
 			s := decodeAll(name, in)
-			if s.frames != (frameCounts{OK: 150}) {
-				t.Fatalf("frames = %+v", s.frames)
+			if s.Frames != (drivertest.FrameCounts{OK: 150}) {
+				t.Fatalf("frames = %+v", s.Frames)
 			}
 			var want []string
 			for i := range 150 {
@@ -300,12 +301,12 @@ func TestCadence(t *testing.T) {
 				if i%60 == 59 {
 					want = append(want, "r:pleth")
 				}
-				want = append(want, "f:ok")
+				want = append(want, "f:ok/0")
 			}
-			if !reflect.DeepEqual(s.events, want) {
-				t.Fatalf("events\n got %v\nwant %v", s.events, want)
+			if !reflect.DeepEqual(s.Events, want) {
+				t.Fatalf("events\n got %v\nwant %v", s.Events, want)
 			}
-			pleths := s.pleths()
+			pleths := pleths(s.Readings)
 			for b, r := range pleths {
 				if len(r.Samples) != PlethBatch || r.SampleRate != 60 || r.Valid || r.Flags != 0 || !r.Received.Equal(testNow) {
 					t.Fatalf("batch %d: %v", b, viewOf(r))
@@ -331,18 +332,18 @@ func TestBatchCutAtGapAndFlags(t *testing.T) {
 	in = append(in, 0x85, 0x3C, 0x03) // truncated: 2 bytes lost
 	in = append(in, legacyFrames(70, 97, 72)...)
 	s := decodeAll(ProtocolLegacy, in)
-	if s.frames != (frameCounts{OK: 91, Malformed: 1, Dropped: 3}) {
-		t.Fatalf("frames = %+v", s.frames)
+	if s.Frames != (drivertest.FrameCounts{OK: 91, Malformed: 1, Dropped: 3}) {
+		t.Fatalf("frames = %+v", s.Frames)
 	}
-	p := s.pleths()
+	p := pleths(s.Readings)
 	if len(p) != 2 || len(p[0].Samples) != 21 || len(p[1].Samples) != 60 {
-		t.Fatalf("batches: %v", s.views())
+		t.Fatalf("batches: %v", views(s.Readings))
 	}
 	if p[0].Flags != drivers.FlagSearching || p[1].Flags != 0 {
 		t.Fatalf("batch flags %v, %v", p[0].Flags, p[1].Flags)
 	}
 	// The numerics cadence counts live frames, not batches.
-	if n := len(s.numerics()); n != 4 { // frames 1, 61 (2 readings each)
+	if n := len(numerics(s.Readings)); n != 4 { // frames 1, 61 (2 readings each)
 		t.Fatalf("%d numeric readings, want 4", n)
 	}
 }
@@ -360,12 +361,12 @@ func TestLegacyGarbageAndResync(t *testing.T) {
 	s := decodeAll(ProtocolLegacy, in)
 	// 3 before the first frame; the 2 of the truncated one; the 2 strays
 	// (reported at the FF); the FF cut by the FE; the FE cut by the 0x85.
-	want := frameCounts{OK: 4, Malformed: 5, Dropped: 3 + 2 + 2 + 1 + 1}
-	if s.frames != want {
-		t.Fatalf("frames = %+v, want %+v", s.frames, want)
+	want := drivertest.FrameCounts{OK: 4, Malformed: 5, Dropped: 3 + 2 + 2 + 1 + 1}
+	if s.Frames != want {
+		t.Fatalf("frames = %+v, want %+v", s.Frames, want)
 	}
-	if b := decodeByteByByte(ProtocolLegacy, in); b.frames != want || !reflect.DeepEqual(b.views(), s.views()) {
-		t.Fatalf("byte by byte: %+v", b.frames)
+	if b := decodeByteByByte(ProtocolLegacy, in); b.Frames != want || !reflect.DeepEqual(views(b.Readings), views(s.Readings)) {
+		t.Fatalf("byte by byte: %+v", b.Frames)
 	}
 }
 
@@ -383,22 +384,22 @@ func TestV46GarbageAndResync(t *testing.T) {
 	in = append(in, 0x01, 0xE0, 0x85, 0xB3, 0x96, 0xC1, 0xE1, 0xFF, 0xFF, 0xFF) // one byte too many
 	in = append(in, good...)
 	s := decodeAll(ProtocolV46, in)
-	want := frameCounts{OK: 6, Malformed: 5, Dropped: 5 + 6 + 3 + 5 + 1}
-	if s.frames != want {
-		t.Fatalf("frames = %+v, want %+v", s.frames, want)
+	want := drivertest.FrameCounts{OK: 6, Malformed: 5, Dropped: 5 + 6 + 3 + 5 + 1}
+	if s.Frames != want {
+		t.Fatalf("frames = %+v, want %+v", s.Frames, want)
 	}
-	if b := decodeByteByByte(ProtocolV46, in); b.frames != want || !reflect.DeepEqual(b.views(), s.views()) {
-		t.Fatalf("byte by byte: %+v", b.frames)
+	if b := decodeByteByByte(ProtocolV46, in); b.Frames != want || !reflect.DeepEqual(views(b.Readings), views(s.Readings)) {
+		t.Fatalf("byte by byte: %+v", b.Frames)
 	}
 	// A legacy stream read as v4.6 (the wrong protocol configured) gives
 	// no reading at all.
 	l := decodeAll(ProtocolV46, legacyFrames(120, 97, 72))
-	if len(l.readings) != 0 || l.frames.OK+l.frames.InvalidValue != 0 {
-		t.Fatalf("legacy bytes decoded as v4.6: %+v %v", l.frames, l.views())
+	if len(l.Readings) != 0 || l.Frames.OK+l.Frames.InvalidValue != 0 {
+		t.Fatalf("legacy bytes decoded as v4.6: %+v %v", l.Frames, views(l.Readings))
 	}
 	v := decodeAll(ProtocolLegacy, v46Frames(120, 97, 72))
-	if len(v.readings) != 0 || v.frames.OK+v.frames.InvalidValue != 0 {
-		t.Fatalf("v4.6 bytes decoded as legacy: %+v %v", v.frames, v.views())
+	if len(v.Readings) != 0 || v.Frames.OK+v.Frames.InvalidValue != 0 {
+		t.Fatalf("v4.6 bytes decoded as legacy: %+v %v", v.Frames, views(v.Readings))
 	}
 }
 
@@ -428,21 +429,18 @@ func TestSplitAnywhere(t *testing.T) {
 		for _, as := range []Protocol{p, ProtocolAuto} {
 			input := splitStream(p)
 			whole := decodeAll(as, input)
-			if whole.frames.OK < 100 || whole.frames.Malformed == 0 || whole.frames.InvalidValue == 0 {
-				t.Fatalf("%v as %v: frames = %+v", p, as, whole.frames)
+			if whole.Frames.OK < 100 || whole.Frames.Malformed == 0 || whole.Frames.InvalidValue == 0 {
+				t.Fatalf("%v as %v: frames = %+v", p, as, whole.Frames)
 			}
 			for cut := 0; cut <= len(input); cut++ {
-				s := &recordingSink{}
-				d := NewDecoder(as)
-				d.Feed(input[:cut], testNow, s)
-				d.Feed(input[cut:], testNow, s)
-				if !reflect.DeepEqual(s.views(), whole.views()) || s.frames != whole.frames {
-					t.Fatalf("%v as %v, cut at %d: frames %+v; want %+v", p, as, cut, s.frames, whole.frames)
+				s := drivertest.FeedCut(NewDecoder(as), input, cut, testNow)
+				if !reflect.DeepEqual(views(s.Readings), views(whole.Readings)) || s.Frames != whole.Frames {
+					t.Fatalf("%v as %v, cut at %d: frames %+v; want %+v", p, as, cut, s.Frames, whole.Frames)
 				}
 			}
 			bytewise := decodeByteByByte(as, input)
-			if !reflect.DeepEqual(bytewise.views(), whole.views()) || bytewise.frames != whole.frames {
-				t.Fatalf("%v as %v: byte by byte differs: %+v", p, as, bytewise.frames)
+			if !reflect.DeepEqual(views(bytewise.Readings), views(whole.Readings)) || bytewise.Frames != whole.Frames {
+				t.Fatalf("%v as %v: byte by byte differs: %+v", p, as, bytewise.Frames)
 			}
 		}
 	}
@@ -455,13 +453,13 @@ func TestAutoDetect(t *testing.T) {
 		input := splitStream(p)
 		fixed := decodeAll(p, input)
 		d := NewDecoder(ProtocolAuto)
-		auto := &recordingSink{}
+		auto := &drivertest.Recorder{}
 		d.Feed(input, testNow, auto)
 		if d.Protocol() != p {
 			t.Fatalf("auto decided %v, want %v", d.Protocol(), p)
 		}
-		if !reflect.DeepEqual(auto.views(), fixed.views()) || auto.frames != fixed.frames {
-			t.Fatalf("%v: auto %+v, fixed %+v", p, auto.frames, fixed.frames)
+		if !reflect.DeepEqual(views(auto.Readings), views(fixed.Readings)) || auto.Frames != fixed.Frames {
+			t.Fatalf("%v: auto %+v, fixed %+v", p, auto.Frames, fixed.Frames)
 		}
 	}
 
@@ -473,13 +471,13 @@ func TestAutoDetect(t *testing.T) {
 		in = append(in, 0x85) // cuts the run
 	}
 	d := NewDecoder(ProtocolAuto)
-	s := &recordingSink{}
+	s := &drivertest.Recorder{}
 	if len(in) >= probeCap {
 		t.Fatalf("test input of %d bytes would overflow the probe", len(in))
 	}
 	d.Feed(in, testNow, s)
-	if d.Protocol() != ProtocolAuto || len(s.events) != 0 {
-		t.Fatalf("decided %v after short runs; events %v", d.Protocol(), s.events)
+	if d.Protocol() != ProtocolAuto || len(s.Events) != 0 {
+		t.Fatalf("decided %v after short runs; events %v", d.Protocol(), s.Events)
 	}
 }
 
@@ -491,21 +489,21 @@ func TestAutoGarbage(t *testing.T) {
 		in[i] = byte(i*37 + i/3) // deterministic noise
 	}
 	d := NewDecoder(ProtocolAuto)
-	s := &recordingSink{}
+	s := &drivertest.Recorder{}
 	d.Feed(in, testNow, s)
-	if d.Protocol() != ProtocolAuto || len(s.readings) != 0 {
-		t.Fatalf("noise decided %v with readings %v", d.Protocol(), s.views())
+	if d.Protocol() != ProtocolAuto || len(s.Readings) != 0 {
+		t.Fatalf("noise decided %v with readings %v", d.Protocol(), views(s.Readings))
 	}
 	want := (len(in) - probeCap) / probeDrop
-	if s.frames != (frameCounts{Malformed: want, Dropped: want * probeDrop}) {
-		t.Fatalf("frames = %+v, want %d x %d dropped", s.frames, want, probeDrop)
+	if s.Frames != (drivertest.FrameCounts{Malformed: want, Dropped: want * probeDrop}) {
+		t.Fatalf("frames = %+v, want %d x %d dropped", s.Frames, want, probeDrop)
 	}
 	// A device that starts after the noise is still found, and the held
 	// bytes before its frames are reported as dropped.
-	s2 := &recordingSink{}
+	s2 := &drivertest.Recorder{}
 	d.Feed(v46Frames(10, 97, 72), testNow, s2)
-	if d.Protocol() != ProtocolV46 || s2.frames.OK != 10 || len(s2.numerics()) != 2 {
-		t.Fatalf("after noise: %v %+v", d.Protocol(), s2.frames)
+	if d.Protocol() != ProtocolV46 || s2.Frames.OK != 10 || len(numerics(s2.Readings)) != 2 {
+		t.Fatalf("after noise: %v %+v", d.Protocol(), s2.Frames)
 	}
 	if cap(d.probe.buf) != 0 {
 		t.Fatalf("probe buffer kept after deciding")
@@ -514,10 +512,10 @@ func TestAutoGarbage(t *testing.T) {
 
 func TestZeroValueDecoderIsAuto(t *testing.T) {
 	var d Decoder
-	s := &recordingSink{}
+	s := &drivertest.Recorder{}
 	d.Feed(v46Frames(10, 97, 72), testNow, s)
-	if d.Protocol() != ProtocolV46 || s.frames != (frameCounts{OK: 10}) {
-		t.Fatalf("zero Decoder: %v %+v", d.Protocol(), s.frames)
+	if d.Protocol() != ProtocolV46 || s.Frames != (drivertest.FrameCounts{OK: 10}) {
+		t.Fatalf("zero Decoder: %v %+v", d.Protocol(), s.Frames)
 	}
 }
 
@@ -532,12 +530,12 @@ func TestDecoderCopiesPartialFrames(t *testing.T) {
 		cut := len(in) - 3
 		buf := append([]byte(nil), in[:cut]...)
 		d := NewDecoder(p)
-		s := &recordingSink{}
+		s := &drivertest.Recorder{}
 		d.Feed(buf, testNow, s)
 		copy(buf, bytes.Repeat([]byte{0x00}, len(buf)))
 		d.Feed(in[cut:], testNow, s)
-		if !reflect.DeepEqual(s.views(), want.views()) || s.frames != want.frames {
-			t.Fatalf("%v: the decoder read the caller's overwritten buffer: %+v", p, s.frames)
+		if !reflect.DeepEqual(views(s.Readings), views(want.Readings)) || s.Frames != want.Frames {
+			t.Fatalf("%v: the decoder read the caller's overwritten buffer: %+v", p, s.Frames)
 		}
 	}
 }
@@ -551,7 +549,7 @@ func TestFeedAllocations(t *testing.T) {
 			in = legacyFrames(60, 97, 72)
 		}
 		d := NewDecoder(p)
-		var sink drivers.Sink = discardSink{}
+		var sink drivers.Sink = drivertest.Discard
 		d.Feed(in, testNow, sink) // align to a batch boundary
 		if allocs := testing.AllocsPerRun(100, func() { d.Feed(in, testNow, sink) }); allocs != 1 {
 			t.Errorf("%v: %v allocations per 60 frames, want 1 (the batch)", p, allocs)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vigil-monitor/vigil/drivers"
+	"github.com/vigil-monitor/vigil/drivers/drivertest"
 )
 
 // encodeTime is away from a beat boundary at 72/min, so no beat marker
@@ -80,9 +81,9 @@ func TestEncodeSynthesisedPleth(t *testing.T) {
 			t.Errorf("pulse %v: %d beeps, %d v4.6 markers in one second", pulse, beeps, markers)
 		}
 		s := decodeAll(ProtocolV46, v46)
-		p := s.pleths()
+		p := pleths(s.Readings)
 		if len(p) != 1 {
-			t.Fatalf("pulse %v: %v", pulse, s.views())
+			t.Fatalf("pulse %v: %v", pulse, views(s.Readings))
 		}
 		lo, hi := 127.0, 0.0
 		for _, v := range p[0].Samples {
@@ -94,9 +95,9 @@ func TestEncodeSynthesisedPleth(t *testing.T) {
 	}
 	off := drivers.Frame{Time: encodeTime, Flags: drivers.FlagSensorOff}
 	s := decodeAll(ProtocolLegacy, NewEncoder(ProtocolLegacy).Encode(nil, off))
-	for _, v := range s.pleths()[0].Samples {
+	for _, v := range pleths(s.Readings)[0].Samples {
 		if v != 0 {
-			t.Fatalf("sensor off: pleth %v, want flat 0", s.pleths()[0].Samples)
+			t.Fatalf("sensor off: pleth %v, want flat 0", pleths(s.Readings)[0].Samples)
 		}
 	}
 	// Consecutive seconds join up: the curve continues across calls.
@@ -206,17 +207,17 @@ func TestRoundTrip(t *testing.T) {
 					want[i].Flags = []string{}
 				}
 			}
-			if got := s.numerics(); !reflect.DeepEqual(got, want) {
+			if got := numerics(s.Readings); !reflect.DeepEqual(got, want) {
 				t.Logf("%v frame %+v: numerics %v, want %v", p, f, got, want)
 				return false
 			}
-			frames := frameCounts{OK: 60}
+			frames := drivertest.FrameCounts{OK: 60}
 			if invalidFrame {
-				frames = frameCounts{InvalidValue: 60}
+				frames = drivertest.FrameCounts{InvalidValue: 60}
 			}
-			pl := s.pleths()
-			if s.frames != frames || len(pl) != 1 || len(pl[0].Samples) != 60 || pl[0].Flags != flags {
-				t.Logf("%v frame %+v: frames %+v pleth %v", p, f, s.frames, s.views())
+			pl := pleths(s.Readings)
+			if s.Frames != frames || len(pl) != 1 || len(pl[0].Samples) != 60 || pl[0].Flags != flags {
+				t.Logf("%v frame %+v: frames %+v pleth %v", p, f, s.Frames, views(s.Readings))
 				return false
 			}
 			for i, got := range pl[0].Samples {

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/vigil-monitor/vigil/drivers"
+	"github.com/vigil-monitor/vigil/drivers/drivertest"
 )
 
 // FuzzDecoder checks, for any bytes and any protocol (protocol%3: auto,
@@ -20,13 +21,13 @@ func FuzzDecoder(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte, split uint, protocol uint8) {
 		p := Protocol(protocol % 3)
 		d := NewDecoder(p)
-		whole := &recordingSink{}
+		whole := &drivertest.Recorder{}
 		d.Feed(data, testNow, whole)
 		if cap(d.probe.buf) > probeCap {
 			t.Fatalf("probe buffer grew to %d", cap(d.probe.buf))
 		}
 
-		fr := whole.frames
+		fr := whole.Frames
 		if fr.Checksum != 0 {
 			t.Fatalf("checksum errors from a protocol without a checksum")
 		}
@@ -37,7 +38,7 @@ func FuzzDecoder(f *testing.F) {
 			t.Fatalf("%d good frames from %d bytes", good, len(data))
 		}
 		numerics := 0
-		for _, r := range whole.readings {
+		for _, r := range whole.Readings {
 			switch r.Metric {
 			case drivers.SpO2, drivers.PulseRate:
 				numerics++
@@ -79,17 +80,14 @@ func FuzzDecoder(f *testing.F) {
 		}
 
 		cut := int(split % uint(len(data)+1))
-		parts := &recordingSink{}
-		d = NewDecoder(p)
-		d.Feed(data[:cut], testNow, parts)
-		d.Feed(data[cut:], testNow, parts)
-		if parts.frames != whole.frames || !reflect.DeepEqual(parts.views(), whole.views()) {
-			t.Fatalf("cut at %d: frames %+v; one call: %+v", cut, parts.frames, whole.frames)
+		parts := drivertest.FeedCut(NewDecoder(p), data, cut, testNow)
+		if parts.Frames != whole.Frames || !reflect.DeepEqual(views(parts.Readings), views(whole.Readings)) {
+			t.Fatalf("cut at %d: frames %+v; one call: %+v", cut, parts.Frames, whole.Frames)
 		}
 		if len(data) <= 4096 {
 			bytewise := decodeByteByByte(p, data)
-			if bytewise.frames != whole.frames || !reflect.DeepEqual(bytewise.views(), whole.views()) {
-				t.Fatalf("byte by byte: frames %+v; one call: %+v", bytewise.frames, whole.frames)
+			if bytewise.Frames != whole.Frames || !reflect.DeepEqual(views(bytewise.Readings), views(whole.Readings)) {
+				t.Fatalf("byte by byte: frames %+v; one call: %+v", bytewise.Frames, whole.Frames)
 			}
 		}
 	})

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/vigil-monitor/vigil/drivers"
+	"github.com/vigil-monitor/vigil/drivers/drivertest"
 )
 
 // readingView is the part of a Reading a decoder fills, in a comparable,
@@ -42,55 +43,12 @@ func viewOf(r drivers.Reading) readingView {
 	return v
 }
 
-// frameCounts counts Frame calls per result, and the dropped bytes.
-type frameCounts struct {
-	OK           int `json:"ok"`
-	Checksum     int `json:"checksum"`
-	Malformed    int `json:"malformed"`
-	InvalidValue int `json:"invalid_value"`
-	Dropped      int `json:"dropped"`
-}
-
-// recordingSink keeps everything a decoder reports, in order.
-type recordingSink struct {
-	readings []drivers.Reading
-	frames   frameCounts
-	// events interleaves readings ("r:<metric>") and frames ("f:<result>").
-	events []string
-}
-
-func (s *recordingSink) Reading(r drivers.Reading) {
-	s.readings = append(s.readings, r)
-	s.events = append(s.events, "r:"+r.Metric.String())
-}
-
-func (s *recordingSink) Frame(result drivers.FrameResult, dropped int) {
-	switch result {
-	case drivers.FrameOK:
-		s.frames.OK++
-	case drivers.FrameChecksum:
-		s.frames.Checksum++
-	case drivers.FrameMalformed:
-		s.frames.Malformed++
-	case drivers.FrameInvalidValue:
-		s.frames.InvalidValue++
-	}
-	s.frames.Dropped += dropped
-	s.events = append(s.events, "f:"+result.String())
-}
-
-func (s *recordingSink) views() []readingView {
-	out := make([]readingView, 0, len(s.readings))
-	for _, r := range s.readings {
-		out = append(out, viewOf(r))
-	}
-	return out
-}
+func views(rs []drivers.Reading) []readingView { return drivertest.Views(rs, viewOf) }
 
 // numerics are the SpO2 and pulse-rate readings only.
-func (s *recordingSink) numerics() []readingView {
+func numerics(rs []drivers.Reading) []readingView {
 	out := []readingView{}
-	for _, r := range s.readings {
+	for _, r := range rs {
 		if r.Metric != drivers.Pleth {
 			out = append(out, viewOf(r))
 		}
@@ -99,9 +57,9 @@ func (s *recordingSink) numerics() []readingView {
 }
 
 // pleths are the Pleth readings only.
-func (s *recordingSink) pleths() []drivers.Reading {
+func pleths(rs []drivers.Reading) []drivers.Reading {
 	var out []drivers.Reading
-	for _, r := range s.readings {
+	for _, r := range rs {
 		if r.Metric == drivers.Pleth {
 			out = append(out, r)
 		}
@@ -109,27 +67,14 @@ func (s *recordingSink) pleths() []drivers.Reading {
 	return out
 }
 
-// discardSink is the benchmarks' and allocation tests' no-op sink.
-type discardSink struct{}
-
-func (discardSink) Reading(drivers.Reading)        {}
-func (discardSink) Frame(drivers.FrameResult, int) {}
-
 // decodeAll feeds input in one call to a fresh decoder.
-func decodeAll(p Protocol, input []byte) *recordingSink {
-	s := &recordingSink{}
-	NewDecoder(p).Feed(input, testNow, s)
-	return s
+func decodeAll(p Protocol, input []byte) *drivertest.Recorder {
+	return drivertest.FeedAll(NewDecoder(p), input, testNow)
 }
 
 // decodeByteByByte feeds input one byte per call.
-func decodeByteByByte(p Protocol, input []byte) *recordingSink {
-	s := &recordingSink{}
-	d := NewDecoder(p)
-	for i := range input {
-		d.Feed(input[i:i+1], testNow, s)
-	}
-	return s
+func decodeByteByByte(p Protocol, input []byte) *drivertest.Recorder {
+	return drivertest.FeedByteByByte(NewDecoder(p), input, testNow)
 }
 
 var testNow = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)

@@ -1,24 +1,24 @@
 package contec
 
 import (
-	"bytes"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/vigil-monitor/vigil/drivers/drivertest"
 )
 
 // golden is the expected outcome of decoding one testdata/<case>.hex
 // capture with one protocol, kept beside it as <case>.json or, when the
 // capture is read with several, <case>.<protocol>.json.
 type golden struct {
-	Source   string        `json:"source"`   // where the bytes come from
-	Protocol string        `json:"protocol"` // the decoder's option
-	Decided  string        `json:"decided"`  // what it reads the bytes as at the end
-	Frames   frameCounts   `json:"frames"`
-	Readings []readingView `json:"readings"`
+	Source   string                 `json:"source"`   // where the bytes come from
+	Protocol string                 `json:"protocol"` // the decoder's option
+	Decided  string                 `json:"decided"`  // what it reads the bytes as at the end
+	Frames   drivertest.FrameCounts `json:"frames"`
+	Readings []readingView          `json:"readings"`
 }
 
 // TestCaptures decodes every testdata/*.hex with every golden file beside
@@ -57,17 +57,17 @@ func TestCaptures(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				one := &recordingSink{}
+				one := &drivertest.Recorder{}
 				d := NewDecoder(p)
 				d.Feed(input, testNow, one)
 				if got := d.Protocol().String(); got != want.Decided {
 					t.Errorf("decided %s, want %s", got, want.Decided)
 				}
-				for how, s := range map[string]*recordingSink{"one call": one, "byte by byte": decodeByteByByte(p, input)} {
-					if s.frames != want.Frames {
-						t.Errorf("%s: frames = %+v, want %+v", how, s.frames, want.Frames)
+				for how, s := range map[string]*drivertest.Recorder{"one call": one, "byte by byte": decodeByteByByte(p, input)} {
+					if s.Frames != want.Frames {
+						t.Errorf("%s: frames = %+v, want %+v", how, s.Frames, want.Frames)
 					}
-					if got := s.views(); !reflect.DeepEqual(got, want.Readings) {
+					if got := views(s.Readings); !reflect.DeepEqual(got, want.Readings) {
 						t.Errorf("%s: readings\n got %v\nwant %v", how, got, want.Readings)
 					}
 				}
@@ -78,16 +78,8 @@ func TestCaptures(t *testing.T) {
 
 func readGolden(t *testing.T, path string) golden {
 	t.Helper()
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var g golden
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&g); err != nil {
-		t.Fatalf("golden file: %v", err)
-	}
+	drivertest.ReadGolden(t, path, &g)
 	if g.Source == "" || g.Protocol == "" {
 		t.Fatalf("golden file names no source or protocol")
 	}

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vigil-monitor/vigil/drivers/drivertest"
 )
 
 func comenMessage(t *testing.T) *Message {
@@ -108,7 +110,7 @@ func TestACKReasonLength(t *testing.T) {
 // The ACKs a Feed decoder queues are the ACK function's bytes.
 func TestFeedQueuesACKs(t *testing.T) {
 	d := NewDecoder(Config{Sender: "KC261551373G", ACKs: true})
-	d.Feed(mllp(comenExample), testNow, discardSink{})
+	d.Feed(mllp(comenExample), testNow, drivertest.Discard)
 	want := ACK(comenMessage(t), AA, "", testNow)
 	if got := d.TakeReplies(nil); string(got) != string(want) {
 		t.Fatalf("queued\n got %q\nwant %q", got, want)
@@ -118,24 +120,24 @@ func TestFeedQueuesACKs(t *testing.T) {
 	}
 
 	// A message whose header is unreadable: AE with an empty MSA-2.
-	d.Feed(mllp("PID|||1\n"), testNow, discardSink{})
+	d.Feed(mllp("PID|||1\n"), testNow, drivertest.Discard)
 	if got := string(d.TakeReplies(nil)); !strings.Contains(got, "\rMSA|AE||hl7: message does not start with an MSH segment (segment 1)\r") {
 		t.Fatalf("no-MSH reply %q", got)
 	}
 	// An unsupported type: AR with the control id.
-	d.Feed(mllp("MSH|^~\\&|A|B|||20260301120000||QRY^R02|Q7|P|2.3.1\n"), testNow, discardSink{})
+	d.Feed(mllp("MSH|^~\\&|A|B|||20260301120000||QRY^R02|Q7|P|2.3.1\n"), testNow, drivertest.Discard)
 	if got := string(d.TakeReplies(nil)); !strings.Contains(got, "\rMSA|AR|Q7|") || !strings.Contains(got, "|ACK^R02^ACK|") {
 		t.Fatalf("unsupported reply %q", got)
 	}
 	// Framing problems are not messages: nothing to acknowledge.
-	d.Feed([]byte("garbage\x0b"), testNow, discardSink{})
+	d.Feed([]byte("garbage\x0b"), testNow, drivertest.Discard)
 	if got := d.TakeReplies(nil); len(got) != 0 {
 		t.Fatalf("garbage answered: %q", got)
 	}
 
 	// Without ACKs in the Config nothing is queued.
 	d = NewDecoder(Config{})
-	d.Feed(mllp(comenExample), testNow, discardSink{})
+	d.Feed(mllp(comenExample), testNow, drivertest.Discard)
 	if got := d.TakeReplies(nil); len(got) != 0 {
 		t.Fatalf("queued without ACKs: %q", got)
 	}
@@ -144,7 +146,7 @@ func TestFeedQueuesACKs(t *testing.T) {
 	d = NewDecoder(Config{ACKs: true})
 	msg := mllp(comenExample)
 	for range 2000 {
-		d.Feed(msg, testNow, discardSink{})
+		d.Feed(msg, testNow, drivertest.Discard)
 	}
 	if n := len(d.TakeReplies(nil)); n > maxPendingReplies+len(want) {
 		t.Fatalf("queue grew to %d bytes", n)
@@ -173,7 +175,7 @@ func TestWantsACK(t *testing.T) {
 		// Feed's queue obeys the same rule.
 		d := NewDecoder(Config{ACKs: true})
 		msg := "MSH|^~\\&|A|B|||20260301120000||ORU^R01|1|P|2.6|||" + tt.accept + "|" + tt.app + "\n" + obx("150456^^MDC", "97", "%")
-		d.Feed(mllp(msg), testNow, discardSink{})
+		d.Feed(mllp(msg), testNow, drivertest.Discard)
 		if got := len(d.TakeReplies(nil)) > 0; got != tt.aa {
 			t.Errorf("MSH-15 %q MSH-16 %q: Feed queued an AA: %v", tt.accept, tt.app, got)
 		}

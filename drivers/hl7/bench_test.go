@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/vigil-monitor/vigil/drivers"
+	"github.com/vigil-monitor/vigil/drivers/drivertest"
 )
 
 // Feed allocates nothing per message once its buffers have grown: not for
@@ -15,7 +16,7 @@ func TestFeedDoesNotAllocate(t *testing.T) {
 	for _, acks := range []bool{false, true} {
 		d := NewDecoder(Config{Sender: "KC261551373G", ACKs: acks})
 		d.OnUnknown(func(UnknownObservation) {})
-		var sink drivers.Sink = discardSink{}
+		var sink drivers.Sink = drivertest.Discard
 		d.Feed(input, testNow, sink)
 		n := testing.AllocsPerRun(200, func() {
 			d.Feed(input, testNow, sink)
@@ -29,7 +30,7 @@ func TestFeedDoesNotAllocate(t *testing.T) {
 
 func benchmarkFeed(b *testing.B, input []byte, cfg Config, split bool) {
 	d := NewDecoder(cfg)
-	var sink drivers.Sink = discardSink{}
+	var sink drivers.Sink = drivertest.Discard
 	b.SetBytes(int64(len(input)))
 	b.ReportAllocs()
 	start := time.Now()

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/vigil-monitor/vigil/drivers"
+	"github.com/vigil-monitor/vigil/drivers/drivertest"
 )
 
 // comenExample is the protocols.md 5.2 worked example, verbatim: OBX-14 of
@@ -44,17 +45,17 @@ func TestWorkedExampleComen(t *testing.T) {
 		rv(drivers.NIBPMean, 90, true, comenTime),
 	}
 	input := mllp(comenExample)
-	for how, s := range map[string]*recordingSink{"one call": decodeAll(input), "byte by byte": decodeByteByByte(input)} {
-		if got := s.views(); !reflect.DeepEqual(got, want) {
+	for how, s := range map[string]*drivertest.Recorder{"one call": decodeAll(input), "byte by byte": decodeByteByByte(input)} {
+		if got := views(s.Readings); !reflect.DeepEqual(got, want) {
 			t.Fatalf("%s: readings\n got %v\nwant %v", how, got, want)
 		}
-		if s.frames != (frameCounts{OK: 1}) {
-			t.Fatalf("%s: frames %+v", how, s.frames)
+		if s.Frames != (drivertest.FrameCounts{OK: 1}) {
+			t.Fatalf("%s: frames %+v", how, s.Frames)
 		}
-		if wantEvents := []string{"r", "r", "r", "r", "r", "r", "f:ok"}; !reflect.DeepEqual(s.events, wantEvents) {
-			t.Fatalf("%s: events %v", how, s.events)
+		if wantEvents := []string{"r:spo2", "r:pulse_rate", "r:respiration_rate", "r:nibp_systolic", "r:nibp_diastolic", "r:nibp_mean", "f:ok/0"}; !reflect.DeepEqual(s.Events, wantEvents) {
+			t.Fatalf("%s: events %v", how, s.Events)
 		}
-		for _, r := range s.readings {
+		for _, r := range s.Readings {
 			if !r.Received.Equal(testNow) || r.Device != "" || r.Seq != 0 {
 				t.Fatalf("reading %+v: Received must be the Feed time, Device and Seq the agent's", r)
 			}
@@ -87,8 +88,8 @@ func TestWorkedExampleComen(t *testing.T) {
 func TestNorthernMonitorNegativeIsNoValue(t *testing.T) {
 	s := decodeAll(mllp(header("N1", "1") + northernOBX))
 	want := []readingView{rv(drivers.SpO2, 0, false, "2026-03-01T12:00:00Z")}
-	if got := s.views(); !reflect.DeepEqual(got, want) || s.frames != (frameCounts{OK: 1}) {
-		t.Fatalf("got %v %+v, want %v and one OK frame", got, s.frames, want)
+	if got := views(s.Readings); !reflect.DeepEqual(got, want) || s.Frames != (drivertest.FrameCounts{OK: 1}) {
+		t.Fatalf("got %v %+v, want %v and one OK frame", got, s.Frames, want)
 	}
 }
 
@@ -174,12 +175,12 @@ func TestUnknownCodesReported(t *testing.T) {
 			var seen []UnknownObservation
 			d := NewDecoder(Config{})
 			d.OnUnknown(func(u UnknownObservation) { seen = append(seen, u) })
-			s := &recordingSink{}
+			s := &drivertest.Recorder{}
 			d.Feed(mllp(header("M1", "1")+obx(tt.id, "37.1", "Cel")), testNow, s)
 			want := tt.want
 			want.ValueType, want.Unit, want.Recognised = "NM", "Cel", tt.recognised
-			if len(seen) != 1 || seen[0] != want || len(s.readings) != 0 || s.frames != (frameCounts{OK: 1}) {
-				t.Fatalf("unknown %+v readings %v frames %+v; want %+v", seen, s.views(), s.frames, want)
+			if len(seen) != 1 || seen[0] != want || len(s.Readings) != 0 || s.Frames != (drivertest.FrameCounts{OK: 1}) {
+				t.Fatalf("unknown %+v readings %v frames %+v; want %+v", seen, views(s.Readings), s.Frames, want)
 			}
 		})
 	}
@@ -190,8 +191,8 @@ func TestUnknownObservationsAreInterned(t *testing.T) {
 	var seen []UnknownObservation
 	d.OnUnknown(func(u UnknownObservation) { seen = append(seen, u) })
 	msg := mllp(header("M1", "1") + obx("150344^MDC_TEMP^MDC", "37.0", "268192^MDC_DIM_DEGC^MDC"))
-	d.Feed(msg, testNow, discardSink{})
-	allocs := testing.AllocsPerRun(100, func() { d.Feed(msg, testNow, discardSink{}) })
+	d.Feed(msg, testNow, drivertest.Discard)
+	allocs := testing.AllocsPerRun(100, func() { d.Feed(msg, testNow, drivertest.Discard) })
 	if allocs != 0 {
 		t.Fatalf("%v allocations per message with a known unknown code", allocs)
 	}
@@ -201,7 +202,7 @@ func TestUnknownObservationsAreInterned(t *testing.T) {
 	// Control characters and overlong text are made safe to log.
 	msg = mllp(header("M1", "2") + obx("1\\X07\\2^"+strings.Repeat("é", 40)+"^99X", "1", ""))
 	seen = nil
-	d.Feed(msg, testNow, discardSink{})
+	d.Feed(msg, testNow, drivertest.Discard)
 	if len(seen) != 1 || seen[0].Code != "1?2" || len(seen[0].Text) != 64 || seen[0].Text != strings.Repeat("é", 32) {
 		t.Fatalf("unsafe text kept: %+v", seen)
 	}
@@ -254,14 +255,14 @@ func TestSegmentEndings(t *testing.T) {
 		msg := strings.ReplaceAll(body, "\n", sep)
 		input := append(append([]byte{startBlock}, msg...), endBlock, carriageRet)
 		s := decodeAll(input)
-		if len(s.readings) != 2 || s.frames != (frameCounts{OK: 1}) {
-			t.Errorf("%s: readings %v frames %+v", name, s.views(), s.frames)
+		if len(s.Readings) != 2 || s.Frames != (drivertest.FrameCounts{OK: 1}) {
+			t.Errorf("%s: readings %v frames %+v", name, views(s.Readings), s.Frames)
 		}
 	}
 	// The last segment need not end with CR.
 	input := append(append([]byte{startBlock}, strings.TrimSuffix(strings.ReplaceAll(body, "\n", "\r"), "\r")...), endBlock, carriageRet)
-	if s := decodeAll(input); len(s.readings) != 2 {
-		t.Errorf("without a final CR: %v", s.views())
+	if s := decodeAll(input); len(s.Readings) != 2 {
+		t.Errorf("without a final CR: %v", views(s.Readings))
 	}
 }
 
@@ -302,15 +303,15 @@ func TestValues(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := decodeAll(mllp(header("M1", "1") + tt.line))
-			if got := s.views(); !reflect.DeepEqual(got, []readingView{tt.want}) {
+			if got := views(s.Readings); !reflect.DeepEqual(got, []readingView{tt.want}) {
 				t.Fatalf("got %v, want %v", got, tt.want)
 			}
-			wantFrames := frameCounts{OK: 1}
+			wantFrames := drivertest.FrameCounts{OK: 1}
 			if len(tt.want.Flags) > 0 {
-				wantFrames = frameCounts{InvalidValue: 1}
+				wantFrames = drivertest.FrameCounts{InvalidValue: 1}
 			}
-			if s.frames != wantFrames {
-				t.Fatalf("frames %+v, want %+v", s.frames, wantFrames)
+			if s.Frames != wantFrames {
+				t.Fatalf("frames %+v, want %+v", s.Frames, wantFrames)
 			}
 		})
 	}
@@ -344,7 +345,7 @@ func TestUnits(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := decodeAll(mllp(header("M1", "1") + obx(tt.id, tt.value, tt.units)))
-			if got := s.views(); !reflect.DeepEqual(got, []readingView{tt.want}) {
+			if got := views(s.Readings); !reflect.DeepEqual(got, []readingView{tt.want}) {
 				t.Fatalf("got %v, want %v", got, tt.want)
 			}
 		})
@@ -382,8 +383,8 @@ func TestDeviceTime(t *testing.T) {
 			}
 			msg += "OBX|1|NM|150456^^MDC||97|%|||||F|||" + tt.obx14 + "\n"
 			s := decodeAll(mllp(msg))
-			if len(s.readings) != 1 || s.views()[0].DeviceTime != tt.want {
-				t.Fatalf("readings %v, want device time %q", s.views(), tt.want)
+			if len(s.Readings) != 1 || views(s.Readings)[0].DeviceTime != tt.want {
+				t.Fatalf("readings %v, want device time %q", views(s.Readings), tt.want)
 			}
 		})
 	}
@@ -391,7 +392,7 @@ func TestDeviceTime(t *testing.T) {
 	msg := header("M1", "1") + "OBR|1|||x|||20260301100000\n" + obx("150456^^MDC", "97", "%") +
 		"OBR|2|||x|||20260301110000\n" + obx("150021^^MDC", "120", "mmHg")
 	s := decodeAll(mllp(msg))
-	if v := s.views(); len(v) != 2 || v[0].DeviceTime != "2026-03-01T10:00:00Z" || v[1].DeviceTime != "2026-03-01T11:00:00Z" {
+	if v := views(s.Readings); len(v) != 2 || v[0].DeviceTime != "2026-03-01T10:00:00Z" || v[1].DeviceTime != "2026-03-01T11:00:00Z" {
 		t.Fatalf("OBR groups: %v", v)
 	}
 }
@@ -419,18 +420,18 @@ func TestSenderPrecedence(t *testing.T) {
 			}
 			// Feed with a configured sender: the same message is accepted for
 			// tt.want and refused, naming the field, for anyone else.
-			s := &recordingSink{}
+			s := &drivertest.Recorder{}
 			NewDecoder(Config{Sender: tt.want}).Feed(mllp(msg), testNow, s)
-			if len(s.readings) != 2 || s.frames != (frameCounts{OK: 1}) {
-				t.Fatalf("configured sender %q: %v %+v", tt.want, s.views(), s.frames)
+			if len(s.Readings) != 2 || s.Frames != (drivertest.FrameCounts{OK: 1}) {
+				t.Fatalf("configured sender %q: %v %+v", tt.want, views(s.Readings), s.Frames)
 			}
 			var rejected []error
 			d := NewDecoder(Config{Sender: "OTHER", ACKs: true})
 			d.OnRejected(func(err error) { rejected = append(rejected, err) })
-			s = &recordingSink{}
+			s = &drivertest.Recorder{}
 			d.Feed(mllp(msg), testNow, s)
-			if len(s.readings) != 0 || s.frames != (frameCounts{Malformed: 1, Dropped: len(mllp(msg))}) {
-				t.Fatalf("other sender: %v %+v", s.views(), s.frames)
+			if len(s.Readings) != 0 || s.Frames != (drivertest.FrameCounts{Malformed: 1, Dropped: len(mllp(msg))}) {
+				t.Fatalf("other sender: %v %+v", views(s.Readings), s.Frames)
 			}
 			var e *Error
 			if len(rejected) != 1 || !errors.As(rejected[0], &e) || !errors.Is(e, ErrUnknownSender) ||
@@ -478,8 +479,8 @@ func TestMalformedMessages(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			input := mllp(tt.msg)
 			s := decodeAll(input)
-			if len(s.readings) != 0 || s.frames != (frameCounts{Malformed: 1, Dropped: len(input)}) {
-				t.Fatalf("Feed: readings %v frames %+v", s.views(), s.frames)
+			if len(s.Readings) != 0 || s.Frames != (drivertest.FrameCounts{Malformed: 1, Dropped: len(input)}) {
+				t.Fatalf("Feed: readings %v frames %+v", views(s.Readings), s.Frames)
 			}
 			res := feedMessages(input)
 			if len(res) != 1 {
@@ -512,25 +513,25 @@ func TestFraming(t *testing.T) {
 	tests := []struct {
 		name   string
 		input  []byte
-		frames frameCounts
+		frames drivertest.FrameCounts
 		errs   []error
 	}{
-		{"one message", good, frameCounts{OK: 1}, []error{nil}},
-		{"two back to back", cat(good, good), frameCounts{OK: 2}, []error{nil, nil}},
-		{"garbage before", cat([]byte("hello\r\n"), good), frameCounts{OK: 1, Malformed: 1, Dropped: 7}, []error{ErrGarbage, nil}},
-		{"LF after the trailer", cat(good, []byte("\n"), good), frameCounts{OK: 2, Malformed: 1, Dropped: 1}, []error{nil, ErrGarbage, nil}},
-		{"unframed HL7", cat(body, []byte{'\r'}, good), frameCounts{OK: 1, Malformed: 1, Dropped: len(body) + 1}, []error{ErrGarbage, nil}},
-		{"new start block inside a message", cat(good[:20], good), frameCounts{OK: 1, Malformed: 1, Dropped: 20}, []error{ErrTruncated, nil}},
-		{"end block without CR", cat(good[:len(good)-1], good), frameCounts{OK: 1, Malformed: 1, Dropped: len(good) - 1}, []error{ErrTruncated, nil}},
-		{"end block then garbage", cat(good[:len(good)-1], []byte("xy"), good), frameCounts{OK: 1, Malformed: 2, Dropped: len(good) - 1 + 2}, []error{ErrTruncated, ErrGarbage, nil}},
-		{"unfinished message", cat(good, good[:30]), frameCounts{OK: 1}, []error{nil}},
-		{"empty block", cat([]byte{startBlock, endBlock, carriageRet}, good), frameCounts{OK: 1, Malformed: 1, Dropped: 3}, []error{ErrNoMSH, nil}},
+		{"one message", good, drivertest.FrameCounts{OK: 1}, []error{nil}},
+		{"two back to back", cat(good, good), drivertest.FrameCounts{OK: 2}, []error{nil, nil}},
+		{"garbage before", cat([]byte("hello\r\n"), good), drivertest.FrameCounts{OK: 1, Malformed: 1, Dropped: 7}, []error{ErrGarbage, nil}},
+		{"LF after the trailer", cat(good, []byte("\n"), good), drivertest.FrameCounts{OK: 2, Malformed: 1, Dropped: 1}, []error{nil, ErrGarbage, nil}},
+		{"unframed HL7", cat(body, []byte{'\r'}, good), drivertest.FrameCounts{OK: 1, Malformed: 1, Dropped: len(body) + 1}, []error{ErrGarbage, nil}},
+		{"new start block inside a message", cat(good[:20], good), drivertest.FrameCounts{OK: 1, Malformed: 1, Dropped: 20}, []error{ErrTruncated, nil}},
+		{"end block without CR", cat(good[:len(good)-1], good), drivertest.FrameCounts{OK: 1, Malformed: 1, Dropped: len(good) - 1}, []error{ErrTruncated, nil}},
+		{"end block then garbage", cat(good[:len(good)-1], []byte("xy"), good), drivertest.FrameCounts{OK: 1, Malformed: 2, Dropped: len(good) - 1 + 2}, []error{ErrTruncated, ErrGarbage, nil}},
+		{"unfinished message", cat(good, good[:30]), drivertest.FrameCounts{OK: 1}, []error{nil}},
+		{"empty block", cat([]byte{startBlock, endBlock, carriageRet}, good), drivertest.FrameCounts{OK: 1, Malformed: 1, Dropped: 3}, []error{ErrNoMSH, nil}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			for how, s := range map[string]*recordingSink{"one call": decodeAll(tt.input), "byte by byte": decodeByteByByte(tt.input)} {
-				if s.frames != tt.frames {
-					t.Fatalf("%s: frames %+v, want %+v", how, s.frames, tt.frames)
+			for how, s := range map[string]*drivertest.Recorder{"one call": decodeAll(tt.input), "byte by byte": decodeByteByByte(tt.input)} {
+				if s.Frames != tt.frames {
+					t.Fatalf("%s: frames %+v, want %+v", how, s.Frames, tt.frames)
 				}
 			}
 			res := feedMessages(tt.input)
@@ -549,16 +550,14 @@ func TestFraming(t *testing.T) {
 func TestEverySplitPoint(t *testing.T) {
 	input := append(append(append([]byte("xx"), mllp(comenExample)...), mllp(header("M1", "2")+obx("150021^^MDC", "400", "mmHg"))...), 0x0B, 'M')
 	want := decodeAll(input)
-	if want.frames != (frameCounts{OK: 1, InvalidValue: 1, Malformed: 1, Dropped: 2}) {
-		t.Fatalf("whole: %+v", want.frames)
+	if want.Frames != (drivertest.FrameCounts{OK: 1, InvalidValue: 1, Malformed: 1, Dropped: 2}) {
+		t.Fatalf("whole: %+v", want.Frames)
 	}
 	for cut := range len(input) + 1 {
-		s := &recordingSink{}
 		d := NewDecoder(Config{})
-		d.Feed(input[:cut], testNow, s)
-		d.Feed(input[cut:], testNow, s)
-		if s.frames != want.frames || !reflect.DeepEqual(s.views(), want.views()) {
-			t.Fatalf("cut at %d: %+v %v", cut, s.frames, s.views())
+		s := drivertest.FeedCut(d, input, cut, testNow)
+		if s.Frames != want.Frames || !reflect.DeepEqual(views(s.Readings), views(want.Readings)) {
+			t.Fatalf("cut at %d: %+v %v", cut, s.Frames, views(s.Readings))
 		}
 		if !d.Pending() {
 			t.Fatalf("cut at %d: the unfinished block is not pending", cut)
@@ -579,10 +578,10 @@ func TestOversize(t *testing.T) {
 	if len(errs) < 3 || !errors.Is(errs[0], ErrOversize) || !errors.Is(errs[len(errs)-2], ErrGarbage) || errs[len(errs)-1] != nil {
 		t.Fatalf("errors %v", errs)
 	}
-	for how, s := range map[string]*recordingSink{"one call": decodeAll(input), "byte by byte": decodeByteByByte(input)} {
-		dropped := s.frames.Dropped
-		if s.frames.OK != 1 || len(s.readings) != 1 || dropped != len(big)+framingBytes {
-			t.Fatalf("%s: %+v, want every byte of the big block dropped (%d)", how, s.frames, len(big)+framingBytes)
+	for how, s := range map[string]*drivertest.Recorder{"one call": decodeAll(input), "byte by byte": decodeByteByByte(input)} {
+		dropped := s.Frames.Dropped
+		if s.Frames.OK != 1 || len(s.Readings) != 1 || dropped != len(big)+framingBytes {
+			t.Fatalf("%s: %+v, want every byte of the big block dropped (%d)", how, s.Frames, len(big)+framingBytes)
 		}
 	}
 	if cap(d.framer.buf) > MaxMessageSize {
@@ -594,10 +593,10 @@ func TestOversize(t *testing.T) {
 // sender without MLLP framing shows up while it sends.
 func TestGarbageReportedInRuns(t *testing.T) {
 	input := []byte(strings.Repeat("MSH|^~\\&|no framing\r", 1000))
-	for how, s := range map[string]*recordingSink{"one call": decodeAll(input), "byte by byte": decodeByteByByte(input)} {
+	for how, s := range map[string]*drivertest.Recorder{"one call": decodeAll(input), "byte by byte": decodeByteByByte(input)} {
 		runs := len(input) / maxGarbageRun
-		if s.frames != (frameCounts{Malformed: runs, Dropped: runs * maxGarbageRun}) {
-			t.Fatalf("%s: %+v", how, s.frames)
+		if s.Frames != (drivertest.FrameCounts{Malformed: runs, Dropped: runs * maxGarbageRun}) {
+			t.Fatalf("%s: %+v", how, s.Frames)
 		}
 	}
 }

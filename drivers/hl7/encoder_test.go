@@ -49,7 +49,7 @@ func TestEncoderNoValueForms(t *testing.T) {
 			rv(drivers.PerfusionIndex, 0, false, "2026-03-01T12:00:00Z"),
 			rv(drivers.NIBPSystolic, 120, true, "2026-03-01T12:00:00Z"),
 		}
-		if got := s.views(); !reflect.DeepEqual(got, want) {
+		if got := views(s.Readings); !reflect.DeepEqual(got, want) {
 			t.Fatalf("style %d sensor off: %v", style, got)
 		}
 		// Missing SpO2/PR are sent empty; NaN empty; -100 as a monitor sends it.
@@ -62,7 +62,7 @@ func TestEncoderNoValueForms(t *testing.T) {
 			rv(drivers.NIBPMean, 0, false, "2026-03-01T12:00:00Z"),
 			rv(drivers.RespirationRate, 0, false, "2026-03-01T12:00:00Z"),
 		}
-		if got := s.views(); !reflect.DeepEqual(got, want) {
+		if got := views(s.Readings); !reflect.DeepEqual(got, want) {
 			t.Fatalf("style %d missing values: %v", style, got)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/vigil-monitor/vigil/drivers"
+	"github.com/vigil-monitor/vigil/drivers/drivertest"
 )
 
 // checkReadings asserts what must hold for any reading: a metric this
@@ -44,14 +45,14 @@ func checkReadings(t *testing.T, rs []drivers.Reading) {
 func FuzzDecoder(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte, split uint) {
 		d := NewDecoder(Config{ACKs: true})
-		whole := &recordingSink{}
+		whole := &drivertest.Recorder{}
 		d.Feed(data, testNow, whole)
-		checkReadings(t, whole.readings)
+		checkReadings(t, whole.Readings)
 		if cap(d.framer.buf) > MaxMessageSize {
 			t.Fatalf("buffer grew to %d", cap(d.framer.buf))
 		}
-		if whole.frames.Dropped > len(data) || whole.frames.Checksum != 0 {
-			t.Fatalf("frames %+v from %d bytes", whole.frames, len(data))
+		if whole.Frames.Dropped > len(data) || whole.Frames.Checksum != 0 {
+			t.Fatalf("frames %+v from %d bytes", whole.Frames, len(data))
 		}
 		replies := d.TakeReplies(nil)
 		for len(replies) > 0 {
@@ -72,22 +73,19 @@ func FuzzDecoder(f *testing.F) {
 		}
 
 		cut := int(split % uint(len(data)+1))
-		parts := &recordingSink{}
-		d = NewDecoder(Config{})
-		d.Feed(data[:cut], testNow, parts)
-		d.Feed(data[cut:], testNow, parts)
-		if parts.frames != whole.frames || !reflect.DeepEqual(parts.views(), whole.views()) {
-			t.Fatalf("cut at %d: %+v %v; one call %+v %v", cut, parts.frames, parts.views(), whole.frames, whole.views())
+		parts := drivertest.FeedCut(NewDecoder(Config{}), data, cut, testNow)
+		if parts.Frames != whole.Frames || !reflect.DeepEqual(views(parts.Readings), views(whole.Readings)) {
+			t.Fatalf("cut at %d: %+v %v; one call %+v %v", cut, parts.Frames, views(parts.Readings), whole.Frames, views(whole.Readings))
 		}
 		if len(data) <= 4096 {
 			bytewise := decodeByteByByte(data)
-			if bytewise.frames != whole.frames || !reflect.DeepEqual(bytewise.views(), whole.views()) {
-				t.Fatalf("byte by byte: %+v %v; one call %+v %v", bytewise.frames, bytewise.views(), whole.frames, whole.views())
+			if bytewise.Frames != whole.Frames || !reflect.DeepEqual(views(bytewise.Readings), views(whole.Readings)) {
+				t.Fatalf("byte by byte: %+v %v; one call %+v %v", bytewise.Frames, views(bytewise.Readings), whole.Frames, views(whole.Readings))
 			}
 		}
 
 		var fromMessages []drivers.Reading
-		var counts frameCounts
+		var counts drivertest.FrameCounts
 		NewDecoder(Config{}).FeedMessages(data, testNow, func(m *Message, err error) {
 			if err != nil {
 				var e *Error
@@ -112,8 +110,8 @@ func FuzzDecoder(f *testing.F) {
 			fromMessages = append(fromMessages, m.Readings...)
 			ACK(m, AA, "", testNow)
 		})
-		if counts != whole.frames || !reflect.DeepEqual(views(fromMessages), whole.views()) {
-			t.Fatalf("FeedMessages %+v %v; Feed %+v %v", counts, views(fromMessages), whole.frames, whole.views())
+		if counts != whole.Frames || !reflect.DeepEqual(views(fromMessages), views(whole.Readings)) {
+			t.Fatalf("FeedMessages %+v %v; Feed %+v %v", counts, views(fromMessages), whole.Frames, views(whole.Readings))
 		}
 	})
 }
@@ -128,12 +126,12 @@ func FuzzMessage(f *testing.F) {
 		}
 		input := append(append([]byte{startBlock}, msg...), endBlock, carriageRet)
 		s := decodeAll(input)
-		checkReadings(t, s.readings)
-		if frames := s.frames.OK + s.frames.InvalidValue + s.frames.Malformed; frames != 1 {
-			t.Fatalf("one block gave %+v", s.frames)
+		checkReadings(t, s.Readings)
+		if frames := s.Frames.OK + s.Frames.InvalidValue + s.Frames.Malformed; frames != 1 {
+			t.Fatalf("one block gave %+v", s.Frames)
 		}
-		if s.frames.Malformed == 1 && (len(s.readings) != 0 || s.frames.Dropped != len(input)) {
-			t.Fatalf("refused message: %+v %v", s.frames, s.views())
+		if s.Frames.Malformed == 1 && (len(s.Readings) != 0 || s.Frames.Dropped != len(input)) {
+			t.Fatalf("refused message: %+v %v", s.Frames, views(s.Readings))
 		}
 		NewDecoder(Config{}).FeedMessages(input, testNow, func(m *Message, err error) {
 			if m == nil {

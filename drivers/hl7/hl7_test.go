@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/vigil-monitor/vigil/drivers"
+	"github.com/vigil-monitor/vigil/drivers/drivertest"
 )
 
 var goodOptions = drivers.Options{"listen": "0.0.0.0:2575", "sender": "KC261551373G"}
@@ -33,10 +34,10 @@ func TestRegistered(t *testing.T) {
 	if err != nil {
 		t.Fatalf("NewDecoder: %v", err)
 	}
-	s := &recordingSink{}
+	s := &drivertest.Recorder{}
 	dec.Feed(mllp(comenExample), testNow, s)
-	if s.frames != (frameCounts{OK: 1}) || len(s.readings) != 6 {
-		t.Fatalf("registered decoder: %+v %v", s.frames, s.views())
+	if s.Frames != (drivertest.FrameCounts{OK: 1}) || len(s.Readings) != 6 {
+		t.Fatalf("registered decoder: %+v %v", s.Frames, views(s.Readings))
 	}
 	// It checks the configured sender and queues ACKs.
 	hd, ok := dec.(*Decoder)
@@ -47,10 +48,10 @@ func TestRegistered(t *testing.T) {
 		t.Fatalf("replies %q", replies)
 	}
 	other, _ := d.NewDecoder(drivers.Options{"listen": ":2575", "sender": "SOMEONE-ELSE"})
-	s = &recordingSink{}
+	s = &drivertest.Recorder{}
 	other.Feed(mllp(comenExample), testNow, s)
-	if s.frames.Malformed != 1 || len(s.readings) != 0 {
-		t.Fatalf("other sender accepted: %+v", s.frames)
+	if s.Frames.Malformed != 1 || len(s.Readings) != 0 {
+		t.Fatalf("other sender accepted: %+v", s.Frames)
 	}
 
 	enc, err := d.NewEncoder(goodOptions)
@@ -61,10 +62,10 @@ func TestRegistered(t *testing.T) {
 		t.Errorf("Interval = %v", enc.Interval())
 	}
 	out := enc.Encode(nil, drivers.Frame{Time: testNow, Values: map[drivers.MetricID]float64{drivers.SpO2: 96}})
-	s = &recordingSink{}
+	s = &drivertest.Recorder{}
 	dec.Feed(out, testNow, s)
-	if len(s.readings) != 2 || s.readings[0].Value != 96 {
-		t.Fatalf("registry encoder to registry decoder: %v %+v", s.views(), s.frames)
+	if len(s.Readings) != 2 || s.Readings[0].Value != 96 {
+		t.Fatalf("registry encoder to registry decoder: %v %+v", views(s.Readings), s.Frames)
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/vigil-monitor/vigil/drivers/drivertest"
 )
 
 // Patient fields never leave the decoder: not in a reading, a Message, an
@@ -55,9 +57,9 @@ func TestNoPatientDataInAnyOutput(t *testing.T) {
 				errors.As(err, &e)
 				record("%v %+v %#v", err, e, e)
 			})
-			s := &recordingSink{}
+			s := &drivertest.Recorder{}
 			d.Feed(input, testNow, s)
-			for _, r := range s.readings {
+			for _, r := range s.Readings {
 				record("%+v %#v", r, r)
 			}
 			record("%q", d.TakeReplies(nil))

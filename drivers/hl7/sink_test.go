@@ -9,6 +9,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/vigil-monitor/vigil/drivers"
+	"github.com/vigil-monitor/vigil/drivers/drivertest"
 )
 
 func TestMain(m *testing.M) {
@@ -47,13 +48,7 @@ func viewOf(r drivers.Reading) readingView {
 	return v
 }
 
-func views(rs []drivers.Reading) []readingView {
-	out := make([]readingView, 0, len(rs))
-	for _, r := range rs {
-		out = append(out, viewOf(r))
-	}
-	return out
-}
+func views(rs []drivers.Reading) []readingView { return drivertest.Views(rs, viewOf) }
 
 func rv(m drivers.MetricID, value float64, valid bool, when string, flags ...string) readingView {
 	if flags == nil {
@@ -62,64 +57,14 @@ func rv(m drivers.MetricID, value float64, valid bool, when string, flags ...str
 	return readingView{Metric: m.String(), Value: value, Valid: valid, Flags: flags, DeviceTime: when}
 }
 
-// frameCounts counts Frame calls per result, and the dropped bytes.
-type frameCounts struct {
-	OK           int `json:"ok"`
-	Checksum     int `json:"checksum"`
-	Malformed    int `json:"malformed"`
-	InvalidValue int `json:"invalid_value"`
-	Dropped      int `json:"dropped"`
-}
-
-// recordingSink keeps everything a decoder reports, in order.
-type recordingSink struct {
-	readings []drivers.Reading
-	frames   frameCounts
-	events   []string // "r" per reading, "f:<result>" per frame
-}
-
-func (s *recordingSink) Reading(r drivers.Reading) {
-	s.readings = append(s.readings, r)
-	s.events = append(s.events, "r")
-}
-
-func (s *recordingSink) Frame(result drivers.FrameResult, dropped int) {
-	switch result {
-	case drivers.FrameOK:
-		s.frames.OK++
-	case drivers.FrameChecksum:
-		s.frames.Checksum++
-	case drivers.FrameMalformed:
-		s.frames.Malformed++
-	case drivers.FrameInvalidValue:
-		s.frames.InvalidValue++
-	}
-	s.frames.Dropped += dropped
-	s.events = append(s.events, "f:"+result.String())
-}
-
-func (s *recordingSink) views() []readingView { return views(s.readings) }
-
-type discardSink struct{}
-
-func (discardSink) Reading(drivers.Reading)        {}
-func (discardSink) Frame(drivers.FrameResult, int) {}
-
 // decodeAll feeds input in one call to a fresh decoder accepting any sender.
-func decodeAll(input []byte) *recordingSink {
-	s := &recordingSink{}
-	NewDecoder(Config{}).Feed(input, testNow, s)
-	return s
+func decodeAll(input []byte) *drivertest.Recorder {
+	return drivertest.FeedAll(NewDecoder(Config{}), input, testNow)
 }
 
 // decodeByteByByte feeds input one byte per call.
-func decodeByteByByte(input []byte) *recordingSink {
-	s := &recordingSink{}
-	d := NewDecoder(Config{})
-	for i := range input {
-		d.Feed(input[i:i+1], testNow, s)
-	}
-	return s
+func decodeByteByByte(input []byte) *drivertest.Recorder {
+	return drivertest.FeedByteByByte(NewDecoder(Config{}), input, testNow)
 }
 
 // result is one FeedMessages callback.

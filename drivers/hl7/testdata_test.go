@@ -1,23 +1,23 @@
 package hl7
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/vigil-monitor/vigil/drivers/drivertest"
 )
 
 // golden is the expected outcome of one testdata/<case>.bin (raw MLLP
 // stream bytes), kept beside it as <case>.json.
 type golden struct {
-	Source   string        `json:"source"`   // where the bytes come from
-	Frames   frameCounts   `json:"frames"`   // what Feed counts
-	Messages []messageView `json:"messages"` // what FeedMessages reports, in order
-	Readings []readingView `json:"readings"` // Feed's readings, in order
+	Source   string                 `json:"source"`   // where the bytes come from
+	Frames   drivertest.FrameCounts `json:"frames"`   // what Feed counts
+	Messages []messageView          `json:"messages"` // what FeedMessages reports, in order
+	Readings []readingView          `json:"readings"` // Feed's readings, in order
 }
 
 // messageView is one FeedMessages callback.
@@ -70,24 +70,16 @@ func TestCaptures(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			raw, err := os.ReadFile(strings.TrimSuffix(path, ".bin") + ".json")
-			if err != nil {
-				t.Fatalf("every capture needs a golden file: %v", err)
-			}
 			var want golden
-			dec := json.NewDecoder(bytes.NewReader(raw))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&want); err != nil {
-				t.Fatalf("golden file: %v", err)
-			}
+			drivertest.ReadGolden(t, strings.TrimSuffix(path, ".bin")+".json", &want)
 			if want.Source == "" {
 				t.Fatalf("golden file names no source")
 			}
-			for how, s := range map[string]*recordingSink{"one call": decodeAll(input), "byte by byte": decodeByteByByte(input)} {
-				if s.frames != want.Frames {
-					t.Errorf("%s: frames %+v, want %+v", how, s.frames, want.Frames)
+			for how, s := range map[string]*drivertest.Recorder{"one call": decodeAll(input), "byte by byte": decodeByteByByte(input)} {
+				if s.Frames != want.Frames {
+					t.Errorf("%s: frames %+v, want %+v", how, s.Frames, want.Frames)
 				}
-				if got := s.views(); !reflect.DeepEqual(got, want.Readings) {
+				if got := views(s.Readings); !reflect.DeepEqual(got, want.Readings) {
 					t.Errorf("%s: readings\n got %v\nwant %v", how, got, want.Readings)
 				}
 			}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/vigil-monitor/vigil/drivers"
+	"github.com/vigil-monitor/vigil/drivers/drivertest"
 )
 
 // benchmarkDecode feeds one line per iteration, as the agent does when the
@@ -12,7 +13,7 @@ import (
 func benchmarkDecode(b *testing.B, line string) {
 	input := []byte(line + "\r\n")
 	d := NewDecoder()
-	var sink drivers.Sink = discardSink{}
+	var sink drivers.Sink = drivertest.Discard
 	b.SetBytes(int64(len(input)))
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -34,7 +35,7 @@ func BenchmarkDecodeLineRadical7(b *testing.B) { benchmarkDecode(b, radical7Line
 func BenchmarkDecodeLineSplit(b *testing.B) {
 	input := []byte(rad8Line + "\r\n")
 	d := NewDecoder()
-	var sink drivers.Sink = discardSink{}
+	var sink drivers.Sink = drivertest.Discard
 	b.SetBytes(int64(len(input)))
 	b.ReportAllocs()
 	start := time.Now()

@@ -1,10 +1,10 @@
 package masimo
 
 import (
-	"bytes"
 	"time"
 
 	"github.com/vigil-monitor/vigil/drivers"
+	"github.com/vigil-monitor/vigil/drivers/lineframe"
 )
 
 // MaxLineLen caps one line's length in bytes, line end excluded. The longest
@@ -26,18 +26,13 @@ const MaxLineLen = 512
 //
 // The zero value is ready to use. A Decoder is not safe for concurrent use.
 type Decoder struct {
-	// pending holds the start of a line whose end has not arrived yet.
-	pending []byte
-	// discarding is set while skipping the rest of an overlong line;
-	// discarded counts the bytes skipped so far, reported once at its end.
-	discarding bool
-	discarded  int
+	lines lineframe.Splitter
 }
 
 // NewDecoder returns a Decoder with its line buffer allocated, so that
 // feeding it never allocates.
 func NewDecoder() *Decoder {
-	return &Decoder{pending: make([]byte, 0, MaxLineLen)}
+	return &Decoder{lines: lineframe.NewSplitter(MaxLineLen)}
 }
 
 // Feed consumes p and reports every complete line to sink: one Reading per
@@ -45,74 +40,16 @@ func NewDecoder() *Decoder {
 // last line end are kept for the next call.
 func (d *Decoder) Feed(p []byte, now time.Time, sink drivers.Sink) {
 	for len(p) > 0 {
-		end := indexLineEnd(p)
-		if end < 0 {
-			d.keep(p)
-			return
-		}
-		chunk := p[:end]
-		p = p[end+1:]
-
-		if d.discarding {
-			n := d.discarded + len(chunk)
-			d.discarding, d.discarded = false, 0
-			sink.Frame(drivers.FrameMalformed, n)
-			continue
-		}
-		line := chunk
-		if len(d.pending) > 0 {
-			if len(d.pending)+len(chunk) > MaxLineLen {
-				n := len(d.pending) + len(chunk)
-				d.pending = d.pending[:0]
-				sink.Frame(drivers.FrameMalformed, n)
-				continue
-			}
-			d.pending = append(d.pending, chunk...)
-			line = d.pending
-		}
-		if len(line) == 0 {
-			// The LF of a CRLF pair, or a blank line: not a frame.
-			continue
-		}
-		if len(line) > MaxLineLen {
-			sink.Frame(drivers.FrameMalformed, len(line))
-		} else {
+		var line []byte
+		var overlong int
+		line, overlong, p = d.lines.Next(p, MaxLineLen)
+		switch {
+		case overlong > 0:
+			sink.Frame(drivers.FrameMalformed, overlong)
+		case len(line) > 0:
 			decodeLine(line, now, sink)
 		}
-		d.pending = d.pending[:0]
 	}
-}
-
-// keep stores the unfinished tail of a line, or starts discarding it once it
-// exceeds MaxLineLen.
-func (d *Decoder) keep(p []byte) {
-	if d.discarding {
-		d.discarded += len(p)
-		return
-	}
-	if len(d.pending)+len(p) > MaxLineLen {
-		d.discarding = true
-		d.discarded = len(d.pending) + len(p)
-		d.pending = d.pending[:0]
-		return
-	}
-	if d.pending == nil {
-		d.pending = make([]byte, 0, MaxLineLen)
-	}
-	d.pending = append(d.pending, p...)
-}
-
-// indexLineEnd returns the index of the first CR or LF in p, or -1. Two
-// bytes.IndexByte scans (vectorised) beat one byte-by-byte loop.
-func indexLineEnd(p []byte) int {
-	cr := bytes.IndexByte(p, '\r')
-	if cr >= 0 {
-		p = p[:cr]
-	}
-	if lf := bytes.IndexByte(p, '\n'); lf >= 0 {
-		return lf
-	}
-	return cr
 }
 
 // numberKind says what a numeric field held.

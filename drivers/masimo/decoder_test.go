@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/vigil-monitor/vigil/drivers"
+	"github.com/vigil-monitor/vigil/drivers/drivertest"
 )
 
 // The worked examples of protocols.md 2.5, verbatim.
@@ -72,18 +73,22 @@ func TestWorkedExamples(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := decodeAll([]byte(tt.line + "\r\n"))
-			if got := s.views(); !reflect.DeepEqual(got, tt.want) {
+			if got := views(s.Readings); !reflect.DeepEqual(got, tt.want) {
 				t.Fatalf("readings:\n got %v\nwant %v", got, tt.want)
 			}
-			if want := (frameCounts{OK: 1}); s.frames != want {
-				t.Fatalf("frames = %+v, want %+v", s.frames, want)
+			if want := (drivertest.FrameCounts{OK: 1}); s.Frames != want {
+				t.Fatalf("frames = %+v, want %+v", s.Frames, want)
 			}
 			// Readings first, then the frame's verdict.
-			wantEvents := append(strings.Split(strings.Repeat("r", len(tt.want)), ""), "f:ok")
-			if !reflect.DeepEqual(s.events, wantEvents) {
-				t.Fatalf("events = %v, want %v", s.events, wantEvents)
+			var wantEvents []string
+			for _, r := range tt.want {
+				wantEvents = append(wantEvents, "r:"+r.Metric)
 			}
-			for _, r := range s.readings {
+			wantEvents = append(wantEvents, "f:ok/0")
+			if !reflect.DeepEqual(s.Events, wantEvents) {
+				t.Fatalf("events = %v, want %v", s.Events, wantEvents)
+			}
+			for _, r := range s.Readings {
 				if !r.Received.Equal(testNow) {
 					t.Fatalf("Received = %v, want the Feed time %v", r.Received, testNow)
 				}
@@ -106,8 +111,8 @@ func TestPerfusionIndexDecimals(t *testing.T) {
 	} {
 		line := "01/02/24 03:04:05 SPO2=097% BPM=064 PI=" + tc.text + " EXC=000800\n"
 		s := decodeAll([]byte(line))
-		if len(s.readings) != 3 || s.readings[2].Value != tc.want || !s.readings[2].Valid {
-			t.Errorf("PI=%s: readings %v, want PI %v valid", tc.text, s.views(), tc.want)
+		if len(s.Readings) != 3 || s.Readings[2].Value != tc.want || !s.Readings[2].Valid {
+			t.Errorf("PI=%s: readings %v, want PI %v valid", tc.text, views(s.Readings), tc.want)
 		}
 	}
 }
@@ -128,9 +133,9 @@ func TestLineEndings(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			for _, s := range []*recordingSink{decodeAll([]byte(tt.input)), decodeByteByByte([]byte(tt.input))} {
-				if want := (frameCounts{OK: tt.ok}); s.frames != want {
-					t.Fatalf("frames = %+v, want %+v", s.frames, want)
+			for _, s := range []*drivertest.Recorder{decodeAll([]byte(tt.input)), decodeByteByByte([]byte(tt.input))} {
+				if want := (drivertest.FrameCounts{OK: tt.ok}); s.Frames != want {
+					t.Fatalf("frames = %+v, want %+v", s.Frames, want)
 				}
 			}
 		})
@@ -183,12 +188,12 @@ func TestMalformedLines(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			for _, s := range []*recordingSink{decodeAll([]byte(tt.line + "\r\n")), decodeByteByByte([]byte(tt.line + "\r\n"))} {
-				if len(s.readings) != 0 {
-					t.Fatalf("readings from a malformed line: %v", s.views())
+			for _, s := range []*drivertest.Recorder{decodeAll([]byte(tt.line + "\r\n")), decodeByteByByte([]byte(tt.line + "\r\n"))} {
+				if len(s.Readings) != 0 {
+					t.Fatalf("readings from a malformed line: %v", views(s.Readings))
 				}
-				if want := (frameCounts{Malformed: 1, Dropped: len(tt.line)}); s.frames != want {
-					t.Fatalf("frames = %+v, want %+v", s.frames, want)
+				if want := (drivertest.FrameCounts{Malformed: 1, Dropped: len(tt.line)}); s.Frames != want {
+					t.Fatalf("frames = %+v, want %+v", s.Frames, want)
 				}
 			}
 		})
@@ -230,11 +235,11 @@ func TestTolerantLines(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := decodeAll([]byte(tt.line + "\n"))
-			if got := s.views(); !reflect.DeepEqual(got, tt.want) {
+			if got := views(s.Readings); !reflect.DeepEqual(got, tt.want) {
 				t.Fatalf("readings:\n got %v\nwant %v", got, tt.want)
 			}
-			if want := (frameCounts{OK: 1}); s.frames != want {
-				t.Fatalf("frames = %+v, want %+v", s.frames, want)
+			if want := (drivertest.FrameCounts{OK: 1}); s.Frames != want {
+				t.Fatalf("frames = %+v, want %+v", s.Frames, want)
 			}
 		})
 	}
@@ -258,11 +263,11 @@ func TestOutOfRangeValue(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := decodeAll([]byte(tt.line + "\r\n"))
-			if got := s.views(); !reflect.DeepEqual(got, tt.want) {
+			if got := views(s.Readings); !reflect.DeepEqual(got, tt.want) {
 				t.Fatalf("readings:\n got %v\nwant %v", got, tt.want)
 			}
-			if want := (frameCounts{InvalidValue: 1}); s.frames != want {
-				t.Fatalf("frames = %+v, want %+v", s.frames, want)
+			if want := (drivertest.FrameCounts{InvalidValue: 1}); s.Frames != want {
+				t.Fatalf("frames = %+v, want %+v", s.Frames, want)
 			}
 		})
 	}
@@ -291,10 +296,10 @@ func TestSensorConditionsInvalidateValues(t *testing.T) {
 	}
 	for _, tt := range tests {
 		s := decodeAll([]byte("02/22/16 22:47:45 SPO2=098% BPM=097 PI=03.60% EXC=" + tt.exc + "\n"))
-		if len(s.readings) != 3 || s.frames != (frameCounts{OK: 1}) {
-			t.Fatalf("EXC=%s: readings %v frames %+v", tt.exc, s.views(), s.frames)
+		if len(s.Readings) != 3 || s.Frames != (drivertest.FrameCounts{OK: 1}) {
+			t.Fatalf("EXC=%s: readings %v frames %+v", tt.exc, views(s.Readings), s.Frames)
 		}
-		for _, r := range s.views() {
+		for _, r := range views(s.Readings) {
 			if r.Valid != tt.valid || !reflect.DeepEqual(r.Flags, tt.flags) {
 				t.Errorf("EXC=%s: %v, want valid=%v flags=%v", tt.exc, r, tt.valid, tt.flags)
 			}
@@ -356,7 +361,7 @@ func TestAlarmFlags(t *testing.T) {
 	}
 	// And through a line: the flags reach every reading of it.
 	s := decodeAll([]byte("02/22/16 22:47:45 SPO2=098% BPM=097 PI=03.60% ALARM=0012 EXC=000804\n"))
-	for _, r := range s.readings {
+	for _, r := range s.Readings {
 		if r.Flags != drivers.FlagDeviceAlarm|drivers.FlagLowPerfusion || !r.Valid {
 			t.Errorf("%v: want valid with device-alarm,low-perfusion", viewOf(r))
 		}
@@ -372,20 +377,20 @@ func TestGarbageAndResync(t *testing.T) {
 		radical7Line + "\r" +
 		rad8Line[:40] + "\r\n" + // truncated by a byte loss that hit the line end
 		noSensorLine + "\r\n"
-	want := frameCounts{
+	want := drivertest.FrameCounts{
 		OK:        3,
 		Malformed: 4,
 		Dropped:   len("\x00\xff\xfegarbage\x01\x02") + len(midLine) + len("\x80\x81\x82\x83 noise") + 40,
 	}
-	for name, s := range map[string]*recordingSink{
+	for name, s := range map[string]*drivertest.Recorder{
 		"one call":     decodeAll([]byte(input)),
 		"byte by byte": decodeByteByByte([]byte(input)),
 	} {
-		if s.frames != want {
-			t.Errorf("%s: frames = %+v, want %+v", name, s.frames, want)
+		if s.Frames != want {
+			t.Errorf("%s: frames = %+v, want %+v", name, s.Frames, want)
 		}
-		if got := len(s.readings); got != 3+3+2 {
-			t.Errorf("%s: %d readings, want 8: %v", name, got, s.views())
+		if got := len(s.Readings); got != 3+3+2 {
+			t.Errorf("%s: %d readings, want 8: %v", name, got, views(s.Readings))
 		}
 	}
 }
@@ -397,42 +402,42 @@ func TestOverlongLines(t *testing.T) {
 	tests := []struct {
 		name  string
 		input string
-		want  frameCounts
+		want  drivertest.FrameCounts
 		// readings expected: from the good lines only
 		readings int
 	}{
-		{"exactly MaxLineLen is read", padded(MaxLineLen) + "\r\n", frameCounts{OK: 1}, 3},
+		{"exactly MaxLineLen is read", padded(MaxLineLen) + "\r\n", drivertest.FrameCounts{OK: 1}, 3},
 		{"one byte over is dropped", padded(MaxLineLen+1) + "\r\n" + rad8Line + "\r\n",
-			frameCounts{OK: 1, Malformed: 1, Dropped: MaxLineLen + 1}, 3},
+			drivertest.FrameCounts{OK: 1, Malformed: 1, Dropped: MaxLineLen + 1}, 3},
 		{"long garbage, then resync", strings.Repeat("A", 5000) + "\n" + rad8Line + "\n",
-			frameCounts{OK: 1, Malformed: 1, Dropped: 5000}, 3},
+			drivertest.FrameCounts{OK: 1, Malformed: 1, Dropped: 5000}, 3},
 		{"several overlong lines counted once each",
 			strings.Repeat("x", 600) + "\r" + strings.Repeat("y", 2000) + "\r\n" + rad8Line + "\r",
-			frameCounts{OK: 1, Malformed: 2, Dropped: 2600}, 3},
+			drivertest.FrameCounts{OK: 1, Malformed: 2, Dropped: 2600}, 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			// One call, byte by byte, and in 100-byte chunks exercise the
 			// three paths: a whole line in p, a pending line overflowing,
 			// and a pending line completed past the cap.
-			chunked := &recordingSink{}
+			chunked := &drivertest.Recorder{}
 			d := NewDecoder()
 			for in := []byte(tt.input); len(in) > 0; {
 				n := min(100, len(in))
 				d.Feed(in[:n], testNow, chunked)
 				in = in[n:]
 			}
-			for name, s := range map[string]*recordingSink{
+			for name, s := range map[string]*drivertest.Recorder{
 				"one call":     decodeAll([]byte(tt.input)),
 				"byte by byte": decodeByteByByte([]byte(tt.input)),
 				"chunks":       chunked,
 			} {
-				if s.frames != tt.want || len(s.readings) != tt.readings {
-					t.Errorf("%s: frames = %+v, %d readings; want %+v, %d", name, s.frames, len(s.readings), tt.want, tt.readings)
+				if s.Frames != tt.want || len(s.Readings) != tt.readings {
+					t.Errorf("%s: frames = %+v, %d readings; want %+v, %d", name, s.Frames, len(s.Readings), tt.want, tt.readings)
 				}
 			}
-			if cap(d.pending) > MaxLineLen {
-				t.Errorf("line buffer grew to %d bytes", cap(d.pending))
+			if d.lines.BufferCap() > MaxLineLen {
+				t.Errorf("line buffer grew to %d bytes", d.lines.BufferCap())
 			}
 		})
 	}
@@ -443,31 +448,28 @@ func TestSplitAnywhere(t *testing.T) {
 	input := []byte(rad8Line + "\r\n" + radical7Line + "\r" + noSensorLine + "\n" + radical5Line + "\r\n" +
 		"junk\r\n" + "02/22/16 22:47:45 SPO2=150% BPM=097 EXC=000800\r\n")
 	whole := decodeAll(input)
-	if whole.frames != (frameCounts{OK: 4, Malformed: 1, InvalidValue: 1, Dropped: 4}) {
-		t.Fatalf("frames = %+v", whole.frames)
+	if whole.Frames != (drivertest.FrameCounts{OK: 4, Malformed: 1, InvalidValue: 1, Dropped: 4}) {
+		t.Fatalf("frames = %+v", whole.Frames)
 	}
 	for cut := 0; cut <= len(input); cut++ {
-		s := &recordingSink{}
-		d := NewDecoder()
-		d.Feed(input[:cut], testNow, s)
-		d.Feed(input[cut:], testNow, s)
-		if !reflect.DeepEqual(s.views(), whole.views()) || s.frames != whole.frames {
-			t.Fatalf("cut at %d: frames %+v readings %v; want %+v %v", cut, s.frames, s.views(), whole.frames, whole.views())
+		s := drivertest.FeedCut(NewDecoder(), input, cut, testNow)
+		if !reflect.DeepEqual(views(s.Readings), views(whole.Readings)) || s.Frames != whole.Frames {
+			t.Fatalf("cut at %d: frames %+v readings %v; want %+v %v", cut, s.Frames, views(s.Readings), whole.Frames, views(whole.Readings))
 		}
 	}
 	bytewise := decodeByteByByte(input)
-	if !reflect.DeepEqual(bytewise.views(), whole.views()) || bytewise.frames != whole.frames {
-		t.Fatalf("byte by byte differs: %+v %v", bytewise.frames, bytewise.views())
+	if !reflect.DeepEqual(views(bytewise.Readings), views(whole.Readings)) || bytewise.Frames != whole.Frames {
+		t.Fatalf("byte by byte differs: %+v %v", bytewise.Frames, views(bytewise.Readings))
 	}
 }
 
 func TestZeroValueDecoder(t *testing.T) {
 	var d Decoder
-	s := &recordingSink{}
+	s := &drivertest.Recorder{}
 	d.Feed([]byte(rad8Line[:50]), testNow, s)
 	d.Feed([]byte(rad8Line[50:]+"\r\n"), testNow, s)
-	if s.frames != (frameCounts{OK: 1}) || len(s.readings) != 3 {
-		t.Fatalf("zero Decoder: frames %+v readings %v", s.frames, s.views())
+	if s.Frames != (drivertest.FrameCounts{OK: 1}) || len(s.Readings) != 3 {
+		t.Fatalf("zero Decoder: frames %+v readings %v", s.Frames, views(s.Readings))
 	}
 }
 
@@ -476,19 +478,19 @@ func TestZeroValueDecoder(t *testing.T) {
 func TestDecoderCopiesPartialLines(t *testing.T) {
 	buf := []byte(rad8Line[:60])
 	d := NewDecoder()
-	s := &recordingSink{}
+	s := &drivertest.Recorder{}
 	d.Feed(buf, testNow, s)
 	copy(buf, bytes.Repeat([]byte{'Z'}, len(buf)))
 	d.Feed([]byte(rad8Line[60:]+"\n"), testNow, s)
-	if s.frames != (frameCounts{OK: 1}) {
-		t.Fatalf("frames %+v: the decoder read the caller's overwritten buffer", s.frames)
+	if s.Frames != (drivertest.FrameCounts{OK: 1}) {
+		t.Fatalf("frames %+v: the decoder read the caller's overwritten buffer", s.Frames)
 	}
 }
 
 func TestFeedDoesNotAllocate(t *testing.T) {
 	input := []byte(rad8Line + "\r\n" + radical7Line + "\r\n" + noSensorLine + "\r\n")
 	d := NewDecoder()
-	var sink drivers.Sink = discardSink{}
+	var sink drivers.Sink = drivertest.Discard
 	allocs := testing.AllocsPerRun(200, func() {
 		d.Feed(input, testNow, sink)
 		d.Feed(input[:70], testNow, sink) // leaves a partial line ...
@@ -502,7 +504,7 @@ func TestFeedDoesNotAllocate(t *testing.T) {
 func TestDeviceTimeIsUTC(t *testing.T) {
 	s := decodeAll([]byte(rad8Line + "\n"))
 	want := time.Date(2016, 2, 22, 22, 47, 45, 0, time.UTC)
-	for _, r := range s.readings {
+	for _, r := range s.Readings {
 		if !r.DeviceTime.Equal(want) || r.DeviceTime.Location() != time.UTC {
 			t.Fatalf("DeviceTime = %v, want %v", r.DeviceTime, want)
 		}

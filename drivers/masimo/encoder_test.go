@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/vigil-monitor/vigil/drivers"
+	"github.com/vigil-monitor/vigil/drivers/drivertest"
 )
 
 func TestEncodeWorkedExample(t *testing.T) {
@@ -109,8 +110,8 @@ func TestRoundTrip(t *testing.T) {
 	property := func(q quickFrame) bool {
 		f := q.Frame
 		s := decodeAll(Encoder{}.Encode(nil, f))
-		if len(s.readings) != 3 {
-			t.Logf("%d readings from %+v", len(s.readings), f)
+		if len(s.Readings) != 3 {
+			t.Logf("%d readings from %+v", len(s.Readings), f)
 			return false
 		}
 		wantFlags := f.Flags & encodableFlags
@@ -120,7 +121,7 @@ func TestRoundTrip(t *testing.T) {
 		measuring := wantFlags&sensorAbsentFlags == 0
 		invalidFrame := false
 		for i, m := range []drivers.MetricID{drivers.SpO2, drivers.PulseRate, drivers.PerfusionIndex} {
-			r := s.readings[i]
+			r := s.Readings[i]
 			v, present := f.Values[m]
 			inRange := !present || !measuring || m.Info().InRange(v)
 			flags := wantFlags
@@ -135,11 +136,11 @@ func TestRoundTrip(t *testing.T) {
 				return false
 			}
 		}
-		want := frameCounts{OK: 1}
+		want := drivertest.FrameCounts{OK: 1}
 		if invalidFrame {
-			want = frameCounts{InvalidValue: 1}
+			want = drivertest.FrameCounts{InvalidValue: 1}
 		}
-		return s.frames == want
+		return s.Frames == want
 	}
 	if err := quick.Check(property, &quick.Config{MaxCount: 5000, Rand: rand.New(rand.NewSource(1))}); err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/vigil-monitor/vigil/drivers"
+	"github.com/vigil-monitor/vigil/drivers/drivertest"
 )
 
 // FuzzDecoder checks, for any bytes: no panic; every Valid reading is a
@@ -17,24 +18,24 @@ import (
 func FuzzDecoder(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte, split uint) {
 		d := NewDecoder()
-		whole := &recordingSink{}
+		whole := &drivertest.Recorder{}
 		d.Feed(data, testNow, whole)
-		if cap(d.pending) > MaxLineLen {
-			t.Fatalf("line buffer grew to %d", cap(d.pending))
+		if d.lines.BufferCap() > MaxLineLen {
+			t.Fatalf("line buffer grew to %d", d.lines.BufferCap())
 		}
 
 		lineEnds := bytes.Count(data, []byte{'\r'}) + bytes.Count(data, []byte{'\n'})
-		frames := whole.frames.OK + whole.frames.Malformed + whole.frames.InvalidValue + whole.frames.Checksum
+		frames := whole.Frames.OK + whole.Frames.Malformed + whole.Frames.InvalidValue + whole.Frames.Checksum
 		if frames > lineEnds {
 			t.Fatalf("%d frames from %d line ends", frames, lineEnds)
 		}
-		if whole.frames.Checksum != 0 {
+		if whole.Frames.Checksum != 0 {
 			t.Fatalf("checksum errors from a protocol without a checksum")
 		}
-		if most := 3 * (whole.frames.OK + whole.frames.InvalidValue); len(whole.readings) > most {
-			t.Fatalf("%d readings from %d good frames", len(whole.readings), most/3)
+		if most := 3 * (whole.Frames.OK + whole.Frames.InvalidValue); len(whole.Readings) > most {
+			t.Fatalf("%d readings from %d good frames", len(whole.Readings), most/3)
 		}
-		for _, r := range whole.readings {
+		for _, r := range whole.Readings {
 			switch r.Metric {
 			case drivers.SpO2, drivers.PulseRate, drivers.PerfusionIndex:
 			default:
@@ -49,19 +50,16 @@ func FuzzDecoder(f *testing.F) {
 		}
 
 		cut := int(split % uint(len(data)+1))
-		parts := &recordingSink{}
-		d = NewDecoder()
-		d.Feed(data[:cut], testNow, parts)
-		d.Feed(data[cut:], testNow, parts)
-		if parts.frames != whole.frames || !reflect.DeepEqual(parts.views(), whole.views()) {
+		parts := drivertest.FeedCut(NewDecoder(), data, cut, testNow)
+		if parts.Frames != whole.Frames || !reflect.DeepEqual(views(parts.Readings), views(whole.Readings)) {
 			t.Fatalf("cut at %d: frames %+v readings %v; one call: %+v %v",
-				cut, parts.frames, parts.views(), whole.frames, whole.views())
+				cut, parts.Frames, views(parts.Readings), whole.Frames, views(whole.Readings))
 		}
 		if len(data) <= 4096 {
 			bytewise := decodeByteByByte(data)
-			if bytewise.frames != whole.frames || !reflect.DeepEqual(bytewise.views(), whole.views()) {
+			if bytewise.Frames != whole.Frames || !reflect.DeepEqual(views(bytewise.Readings), views(whole.Readings)) {
 				t.Fatalf("byte by byte: frames %+v readings %v; one call: %+v %v",
-					bytewise.frames, bytewise.views(), whole.frames, whole.views())
+					bytewise.Frames, views(bytewise.Readings), whole.Frames, views(whole.Readings))
 			}
 		}
 	})

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/vigil-monitor/vigil/drivers"
+	"github.com/vigil-monitor/vigil/drivers/drivertest"
 )
 
 func TestRegistered(t *testing.T) {
@@ -35,10 +36,10 @@ func TestRegistered(t *testing.T) {
 	if err != nil {
 		t.Fatalf("NewDecoder(nil): %v", err)
 	}
-	s := &recordingSink{}
+	s := &drivertest.Recorder{}
 	dec.Feed([]byte(rad8Line+"\r\n"), testNow, s)
-	if s.frames != (frameCounts{OK: 1}) || len(s.readings) != 3 {
-		t.Fatalf("registered decoder: frames %+v readings %v", s.frames, s.views())
+	if s.Frames != (drivertest.FrameCounts{OK: 1}) || len(s.Readings) != 3 {
+		t.Fatalf("registered decoder: frames %+v readings %v", s.Frames, views(s.Readings))
 	}
 
 	enc, err := d.NewEncoder(drivers.Options{})

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/vigil-monitor/vigil/drivers"
+	"github.com/vigil-monitor/vigil/drivers/drivertest"
 )
 
 // readingView is the part of a Reading a decoder fills, in a comparable,
@@ -35,73 +36,16 @@ func viewOf(r drivers.Reading) readingView {
 	return v
 }
 
-// frameCounts counts Frame calls per result, and the dropped bytes.
-type frameCounts struct {
-	OK           int `json:"ok"`
-	Checksum     int `json:"checksum"`
-	Malformed    int `json:"malformed"`
-	InvalidValue int `json:"invalid_value"`
-	Dropped      int `json:"dropped"`
-}
-
-// recordingSink keeps everything a decoder reports, in order.
-type recordingSink struct {
-	readings []drivers.Reading
-	frames   frameCounts
-	// events interleaves readings ("r") and frames ("f:<result>") so tests
-	// can check that a frame's readings come before its Frame call.
-	events []string
-}
-
-func (s *recordingSink) Reading(r drivers.Reading) {
-	s.readings = append(s.readings, r)
-	s.events = append(s.events, "r")
-}
-
-func (s *recordingSink) Frame(result drivers.FrameResult, dropped int) {
-	switch result {
-	case drivers.FrameOK:
-		s.frames.OK++
-	case drivers.FrameChecksum:
-		s.frames.Checksum++
-	case drivers.FrameMalformed:
-		s.frames.Malformed++
-	case drivers.FrameInvalidValue:
-		s.frames.InvalidValue++
-	}
-	s.frames.Dropped += dropped
-	s.events = append(s.events, "f:"+result.String())
-}
-
-func (s *recordingSink) views() []readingView {
-	out := make([]readingView, 0, len(s.readings))
-	for _, r := range s.readings {
-		out = append(out, viewOf(r))
-	}
-	return out
-}
-
-// discardSink is the benchmarks' and allocation tests' no-op sink.
-type discardSink struct{}
-
-func (discardSink) Reading(drivers.Reading)        {}
-func (discardSink) Frame(drivers.FrameResult, int) {}
+func views(rs []drivers.Reading) []readingView { return drivertest.Views(rs, viewOf) }
 
 // decodeAll feeds input in one call to a fresh decoder.
-func decodeAll(input []byte) *recordingSink {
-	s := &recordingSink{}
-	NewDecoder().Feed(input, testNow, s)
-	return s
+func decodeAll(input []byte) *drivertest.Recorder {
+	return drivertest.FeedAll(NewDecoder(), input, testNow)
 }
 
 // decodeByteByByte feeds input one byte per call.
-func decodeByteByByte(input []byte) *recordingSink {
-	s := &recordingSink{}
-	d := NewDecoder()
-	for i := range input {
-		d.Feed(input[i:i+1], testNow, s)
-	}
-	return s
+func decodeByteByByte(input []byte) *drivertest.Recorder {
+	return drivertest.FeedByteByByte(NewDecoder(), input, testNow)
 }
 
 var testNow = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)

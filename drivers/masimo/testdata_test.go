@@ -1,21 +1,21 @@
 package masimo
 
 import (
-	"bytes"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/vigil-monitor/vigil/drivers/drivertest"
 )
 
 // golden is the expected outcome of one testdata/<case>.txt capture, kept
 // beside it as <case>.json (tests as data, like Telegraf's testcases).
 type golden struct {
-	Source   string        `json:"source"` // where the bytes come from
-	Frames   frameCounts   `json:"frames"`
-	Readings []readingView `json:"readings"`
+	Source   string                 `json:"source"` // where the bytes come from
+	Frames   drivertest.FrameCounts `json:"frames"`
+	Readings []readingView          `json:"readings"`
 }
 
 // TestCaptures decodes every testdata/*.txt and compares the result with
@@ -35,30 +35,22 @@ func TestCaptures(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			raw, err := os.ReadFile(strings.TrimSuffix(path, ".txt") + ".json")
-			if err != nil {
-				t.Fatalf("every capture needs a golden file: %v", err)
-			}
 			var want golden
-			dec := json.NewDecoder(bytes.NewReader(raw))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&want); err != nil {
-				t.Fatalf("golden file: %v", err)
-			}
+			drivertest.ReadGolden(t, strings.TrimSuffix(path, ".txt")+".json", &want)
 			if want.Source == "" {
 				t.Fatalf("golden file names no source")
 			}
 			if want.Readings == nil {
 				want.Readings = []readingView{}
 			}
-			for how, s := range map[string]*recordingSink{
+			for how, s := range map[string]*drivertest.Recorder{
 				"one call":     decodeAll(input),
 				"byte by byte": decodeByteByByte(input),
 			} {
-				if s.frames != want.Frames {
-					t.Errorf("%s: frames = %+v, want %+v", how, s.frames, want.Frames)
+				if s.Frames != want.Frames {
+					t.Errorf("%s: frames = %+v, want %+v", how, s.Frames, want.Frames)
 				}
-				if got := s.views(); !reflect.DeepEqual(got, want.Readings) {
+				if got := views(s.Readings); !reflect.DeepEqual(got, want.Readings) {
 					t.Errorf("%s: readings\n got %v\nwant %v", how, got, want.Readings)
 				}
 			}

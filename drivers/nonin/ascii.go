@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/vigil-monitor/vigil/drivers"
+	"github.com/vigil-monitor/vigil/drivers/lineframe"
 )
 
 // MaxASCIILineLen caps one ASCII line in bytes, line end excluded. The
@@ -37,86 +38,28 @@ const MaxASCIILineLen = 128
 // The zero value is ready to use. An ASCIIDecoder is not safe for concurrent
 // use.
 type ASCIIDecoder struct {
-	pending    []byte // the start of a line whose end has not arrived yet
-	discarding bool   // skipping the rest of an overlong line
-	discarded  int
+	lines lineframe.Splitter
 }
 
 // NewASCIIDecoder returns an ASCIIDecoder with its line buffer allocated, so
 // that feeding it never allocates.
 func NewASCIIDecoder() *ASCIIDecoder {
-	return &ASCIIDecoder{pending: make([]byte, 0, MaxASCIILineLen)}
+	return &ASCIIDecoder{lines: lineframe.NewSplitter(MaxASCIILineLen)}
 }
 
 // Feed consumes p and reports every complete line to sink.
 func (d *ASCIIDecoder) Feed(p []byte, now time.Time, sink drivers.Sink) {
 	for len(p) > 0 {
-		end := indexLineEnd(p)
-		if end < 0 {
-			d.keep(p)
-			return
-		}
-		chunk := p[:end]
-		p = p[end+1:]
-
-		if d.discarding {
-			n := d.discarded + len(chunk)
-			d.discarding, d.discarded = false, 0
-			sink.Frame(drivers.FrameMalformed, n)
-			continue
-		}
-		line := chunk
-		if len(d.pending) > 0 {
-			if len(d.pending)+len(chunk) > MaxASCIILineLen {
-				n := len(d.pending) + len(chunk)
-				d.pending = d.pending[:0]
-				sink.Frame(drivers.FrameMalformed, n)
-				continue
-			}
-			d.pending = append(d.pending, chunk...)
-			line = d.pending
-		}
+		var line []byte
+		var overlong int
+		line, overlong, p = d.lines.Next(p, MaxASCIILineLen)
 		switch {
-		case len(line) == 0:
-			// The LF of a CRLF pair, or a blank line: not a frame.
-		case len(line) > MaxASCIILineLen:
-			sink.Frame(drivers.FrameMalformed, len(line))
-		default:
+		case overlong > 0:
+			sink.Frame(drivers.FrameMalformed, overlong)
+		case len(line) > 0:
 			decodeASCIILine(line, now, sink)
 		}
-		d.pending = d.pending[:0]
 	}
-}
-
-// keep stores the unfinished tail of a line, or starts discarding it once it
-// exceeds MaxASCIILineLen.
-func (d *ASCIIDecoder) keep(p []byte) {
-	if d.discarding {
-		d.discarded += len(p)
-		return
-	}
-	if len(d.pending)+len(p) > MaxASCIILineLen {
-		d.discarding = true
-		d.discarded = len(d.pending) + len(p)
-		d.pending = d.pending[:0]
-		return
-	}
-	if d.pending == nil {
-		d.pending = make([]byte, 0, MaxASCIILineLen)
-	}
-	d.pending = append(d.pending, p...)
-}
-
-// indexLineEnd returns the index of the first CR or LF in p, or -1.
-func indexLineEnd(p []byte) int {
-	cr := bytes.IndexByte(p, '\r')
-	if cr >= 0 {
-		p = p[:cr]
-	}
-	if lf := bytes.IndexByte(p, '\n'); lf >= 0 {
-		return lf
-	}
-	return cr
 }
 
 func decodeASCIILine(b []byte, now time.Time, sink drivers.Sink) {

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/vigil-monitor/vigil/drivers"
+	"github.com/vigil-monitor/vigil/drivers/drivertest"
 )
 
 // The worked example of protocols.md 1.6 (9847 manual layout).
@@ -34,11 +35,11 @@ func TestASCIILines(t *testing.T) {
 	}
 	for _, tt := range tests {
 		s := decodeAll(asciiDc, []byte(tt.line+"\r\n"))
-		if got := s.views(); !reflect.DeepEqual(got, tt.want) {
+		if got := views(s.Readings); !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("%s:\n got %v\nwant %v", tt.name, got, tt.want)
 		}
-		if want := []string{"r:spo2", "r:pulse_rate", "f:ok/0"}; !reflect.DeepEqual(s.events, want) {
-			t.Errorf("%s: events %v", tt.name, s.events)
+		if want := []string{"r:spo2", "r:pulse_rate", "f:ok/0"}; !reflect.DeepEqual(s.Events, want) {
+			t.Errorf("%s: events %v", tt.name, s.Events)
 		}
 	}
 }
@@ -46,8 +47,8 @@ func TestASCIILines(t *testing.T) {
 func TestASCIIOutOfRange(t *testing.T) {
 	s := decodeAll(asciiDc, []byte("SPO2=101 HR=400\r\n"))
 	want := []readingView{rv(drivers.SpO2, 101, false, "out-of-range"), rv(drivers.PulseRate, 400, false, "out-of-range")}
-	if got := s.views(); !reflect.DeepEqual(got, want) || s.frames != (frameCounts{InvalidValue: 1}) {
-		t.Fatalf("got %v %+v", got, s.frames)
+	if got := views(s.Readings); !reflect.DeepEqual(got, want) || s.Frames != (drivertest.FrameCounts{InvalidValue: 1}) {
+		t.Fatalf("got %v %+v", got, s.Frames)
 	}
 }
 
@@ -79,15 +80,15 @@ func TestASCIIMalformedLines(t *testing.T) {
 		{"only spaces", "   "},
 	}
 	for _, tt := range tests {
-		for how, s := range map[string]*recordingSink{
+		for how, s := range map[string]*drivertest.Recorder{
 			"one call":     decodeAll(asciiDc, []byte(tt.line+"\r\n")),
 			"byte by byte": decodeByteByByte(asciiDc, []byte(tt.line+"\r\n")),
 		} {
-			if len(s.readings) != 0 {
-				t.Errorf("%s %s: readings %v", tt.name, how, s.views())
+			if len(s.Readings) != 0 {
+				t.Errorf("%s %s: readings %v", tt.name, how, views(s.Readings))
 			}
-			if want := (frameCounts{Malformed: 1, Dropped: len(tt.line)}); s.frames != want {
-				t.Errorf("%s %s: frames %+v, want %+v", tt.name, how, s.frames, want)
+			if want := (drivertest.FrameCounts{Malformed: 1, Dropped: len(tt.line)}); s.Frames != want {
+				t.Errorf("%s %s: frames %+v, want %+v", tt.name, how, s.Frames, want)
 			}
 		}
 	}
@@ -97,21 +98,18 @@ func TestASCIILineEndsAndSplits(t *testing.T) {
 	input := "\r\nNONIN HEADER\r\n" + asciiWorked + "\r\n" + "SPO2=098 HR=070\n" + "SPO2=--- HR=---\r" +
 		"junk\r\n" + "SPO2=101 HR=070\r\n" + "SPO2=099"
 	whole := decodeAll(asciiDc, []byte(input))
-	if want := (frameCounts{OK: 3, InvalidValue: 1, Malformed: 2, Dropped: len("NONIN HEADER") + 4}); whole.frames != want {
-		t.Fatalf("frames %+v, want %+v", whole.frames, want)
+	if want := (drivertest.FrameCounts{OK: 3, InvalidValue: 1, Malformed: 2, Dropped: len("NONIN HEADER") + 4}); whole.Frames != want {
+		t.Fatalf("frames %+v, want %+v", whole.Frames, want)
 	}
 	for cut := 0; cut <= len(input); cut++ {
-		s := &recordingSink{}
-		d := NewASCIIDecoder()
-		d.Feed([]byte(input[:cut]), testNow, s)
-		d.Feed([]byte(input[cut:]), testNow, s)
-		if !reflect.DeepEqual(s.events, whole.events) || !reflect.DeepEqual(s.views(), whole.views()) {
-			t.Fatalf("cut %d: %v; want %v", cut, s.events, whole.events)
+		s := drivertest.FeedCut(NewASCIIDecoder(), []byte(input), cut, testNow)
+		if !reflect.DeepEqual(s.Events, whole.Events) || !reflect.DeepEqual(views(s.Readings), views(whole.Readings)) {
+			t.Fatalf("cut %d: %v; want %v", cut, s.Events, whole.Events)
 		}
 	}
 	bytewise := decodeByteByByte(asciiDc, []byte(input))
-	if !reflect.DeepEqual(bytewise.events, whole.events) {
-		t.Fatalf("byte by byte: %v", bytewise.events)
+	if !reflect.DeepEqual(bytewise.Events, whole.Events) {
+		t.Fatalf("byte by byte: %v", bytewise.Events)
 	}
 }
 
@@ -120,44 +118,44 @@ func TestASCIIOverlongLines(t *testing.T) {
 	tests := []struct {
 		name  string
 		input string
-		want  frameCounts
+		want  drivertest.FrameCounts
 	}{
-		{"exactly the cap", padded + "\r\n", frameCounts{OK: 1}},
-		{"one over", padded + " \r\nSPO2=097 HR=072\r\n", frameCounts{OK: 1, Malformed: 1, Dropped: MaxASCIILineLen + 1}},
-		{"long garbage", strings.Repeat("A", 3000) + "\nSPO2=097 HR=072\n", frameCounts{OK: 1, Malformed: 1, Dropped: 3000}},
+		{"exactly the cap", padded + "\r\n", drivertest.FrameCounts{OK: 1}},
+		{"one over", padded + " \r\nSPO2=097 HR=072\r\n", drivertest.FrameCounts{OK: 1, Malformed: 1, Dropped: MaxASCIILineLen + 1}},
+		{"long garbage", strings.Repeat("A", 3000) + "\nSPO2=097 HR=072\n", drivertest.FrameCounts{OK: 1, Malformed: 1, Dropped: 3000}},
 	}
 	for _, tt := range tests {
-		chunked := &recordingSink{}
+		chunked := &drivertest.Recorder{}
 		d := NewASCIIDecoder()
 		for in := []byte(tt.input); len(in) > 0; {
 			n := min(50, len(in))
 			d.Feed(in[:n], testNow, chunked)
 			in = in[n:]
 		}
-		for how, s := range map[string]*recordingSink{
+		for how, s := range map[string]*drivertest.Recorder{
 			"one call": decodeAll(asciiDc, []byte(tt.input)), "byte by byte": decodeByteByByte(asciiDc, []byte(tt.input)), "chunks": chunked,
 		} {
-			if s.frames != tt.want {
-				t.Errorf("%s %s: frames %+v, want %+v", tt.name, how, s.frames, tt.want)
+			if s.Frames != tt.want {
+				t.Errorf("%s %s: frames %+v, want %+v", tt.name, how, s.Frames, tt.want)
 			}
 		}
-		if cap(d.pending) > MaxASCIILineLen {
-			t.Errorf("%s: buffer grew to %d", tt.name, cap(d.pending))
+		if d.lines.BufferCap() > MaxASCIILineLen {
+			t.Errorf("%s: buffer grew to %d", tt.name, d.lines.BufferCap())
 		}
 	}
 }
 
 func TestASCIIZeroValueAndNoAllocs(t *testing.T) {
 	var d ASCIIDecoder
-	s := &recordingSink{}
+	s := &drivertest.Recorder{}
 	d.Feed([]byte(asciiWorked[:10]), testNow, s)
 	d.Feed([]byte(asciiWorked[10:]+"\r\n"), testNow, s)
-	if s.frames != (frameCounts{OK: 1}) {
-		t.Fatalf("zero decoder: %+v", s.frames)
+	if s.Frames != (drivertest.FrameCounts{OK: 1}) {
+		t.Fatalf("zero decoder: %+v", s.Frames)
 	}
 	input := []byte(asciiWorked + "\r\nSPO2=--- HR=---\r\n")
 	dec := NewASCIIDecoder()
-	var sink drivers.Sink = discardSink{}
+	var sink drivers.Sink = drivertest.Discard
 	allocs := testing.AllocsPerRun(200, func() {
 		dec.Feed(input[:12], testNow, sink)
 		dec.Feed(input[12:], testNow, sink)

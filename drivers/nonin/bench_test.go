@@ -5,12 +5,13 @@ import (
 	"time"
 
 	"github.com/vigil-monitor/vigil/drivers"
+	"github.com/vigil-monitor/vigil/drivers/drivertest"
 )
 
 // benchmarkFeed feeds input in reads of chunk bytes per iteration and
 // reports the rate in units (packets, frames or lines) per second.
 func benchmarkFeed(b *testing.B, d drivers.Decoder, input []byte, chunk int, units float64, unit string) {
-	var sink drivers.Sink = discardSink{}
+	var sink drivers.Sink = drivertest.Discard
 	b.SetBytes(int64(len(input)))
 	b.ReportAllocs()
 	start := time.Now()

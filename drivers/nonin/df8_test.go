@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/vigil-monitor/vigil/drivers"
+	"github.com/vigil-monitor/vigil/drivers/drivertest"
 )
 
 // The worked examples of protocols.md 1.4 (built from the layout [I]).
@@ -28,11 +29,11 @@ func TestDF8WorkedExamples(t *testing.T) {
 	}
 	for _, tt := range tests {
 		s := decodeAll(df8, tt.frame)
-		if got := s.views(); !reflect.DeepEqual(got, tt.want) {
+		if got := views(s.Readings); !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("%s:\n got %v\nwant %v", tt.name, got, tt.want)
 		}
-		if want := []string{"r:spo2", "r:pulse_rate", "f:ok/0"}; !reflect.DeepEqual(s.events, want) {
-			t.Errorf("%s: events %v", tt.name, s.events)
+		if want := []string{"r:spo2", "r:pulse_rate", "f:ok/0"}; !reflect.DeepEqual(s.Events, want) {
+			t.Errorf("%s: events %v", tt.name, s.Events)
 		}
 	}
 }
@@ -45,7 +46,7 @@ func TestDF8HeartRateBits(t *testing.T) {
 		{0x80, 0x00, 0}, {0x81, 0x00, 128}, {0x82, 0x2C, 300}, {0x82, 0x5E, 350},
 	} {
 		s := decodeAll(df8, []byte{tt.status, tt.lsb, 0x61, 0x00})
-		if r := s.readings[1]; r.Value != tt.want || !r.Valid {
+		if r := s.Readings[1]; r.Value != tt.want || !r.Valid {
 			t.Errorf("%#x %#x: %v, want %v", tt.status, tt.lsb, viewOf(r), tt.want)
 		}
 	}
@@ -69,7 +70,7 @@ func TestDF8Flags(t *testing.T) {
 	}
 	for _, tt := range tests {
 		s := decodeAll(df8, []byte{tt.status, 0x48, 0x61, tt.status2})
-		for _, r := range s.views() {
+		for _, r := range views(s.Readings) {
 			if r.Valid != tt.valid || !reflect.DeepEqual(r.Flags, tt.flags) {
 				t.Errorf("%#x %#x: %v, want valid=%v flags=%v", tt.status, tt.status2, r, tt.valid, tt.flags)
 			}
@@ -80,8 +81,8 @@ func TestDF8Flags(t *testing.T) {
 func TestDF8OutOfRange(t *testing.T) {
 	s := decodeAll(df8, []byte{0x82, 0x60, 0x65, 0x00}) // HR 352, SpO2 101
 	want := []readingView{rv(drivers.SpO2, 101, false, "out-of-range"), rv(drivers.PulseRate, 352, false, "out-of-range")}
-	if got := s.views(); !reflect.DeepEqual(got, want) || s.frames != (frameCounts{InvalidValue: 1}) {
-		t.Fatalf("got %v %+v", got, s.frames)
+	if got := views(s.Readings); !reflect.DeepEqual(got, want) || s.Frames != (drivertest.FrameCounts{InvalidValue: 1}) {
+		t.Fatalf("got %v %+v", got, s.Frames)
 	}
 }
 
@@ -98,13 +99,13 @@ func TestDF8GarbageAndResync(t *testing.T) {
 		[]byte{0x48, 0x61, 0x00},
 		df8Normal[:3], // unfinished at the end: kept
 	)
-	want := frameCounts{OK: 3, Malformed: 3, Dropped: 3 + 2 + 2 + 1}
-	for how, s := range map[string]*recordingSink{"one call": decodeAll(df8, input), "byte by byte": decodeByteByByte(df8, input)} {
-		if s.frames != want {
-			t.Errorf("%s: frames %+v, want %+v", how, s.frames, want)
+	want := drivertest.FrameCounts{OK: 3, Malformed: 3, Dropped: 3 + 2 + 2 + 1}
+	for how, s := range map[string]*drivertest.Recorder{"one call": decodeAll(df8, input), "byte by byte": decodeByteByByte(df8, input)} {
+		if s.Frames != want {
+			t.Errorf("%s: frames %+v, want %+v", how, s.Frames, want)
 		}
-		if len(s.readings) != 6 {
-			t.Errorf("%s: %d readings", how, len(s.readings))
+		if len(s.Readings) != 6 {
+			t.Errorf("%s: %d readings", how, len(s.Readings))
 		}
 	}
 }
@@ -113,11 +114,11 @@ func TestDF8GarbageAndResync(t *testing.T) {
 // bytes; it is dropped, not completed by the next second's bytes.
 func TestDF8StalePartialFrame(t *testing.T) {
 	d := NewDF8Decoder()
-	s := &recordingSink{}
+	s := &drivertest.Recorder{}
 	d.Feed(df8Normal[:2], testNow, s)
 	d.Feed(df8Normal[2:], testNow.Add(MaxDF8FrameSpan), s) // just in time
-	if s.frames != (frameCounts{OK: 1}) {
-		t.Fatalf("frames %+v, want one good frame", s.frames)
+	if s.Frames != (drivertest.FrameCounts{OK: 1}) {
+		t.Fatalf("frames %+v, want one good frame", s.Frames)
 	}
 
 	d.Feed(df8Normal[:2], testNow.Add(time.Second), s)
@@ -126,32 +127,29 @@ func TestDF8StalePartialFrame(t *testing.T) {
 	late := testNow.Add(time.Second + MaxDF8FrameSpan + time.Millisecond)
 	d.Feed(df8Normal[2:], late, s)
 	d.Feed(df8Normal, late, s)
-	if want := (frameCounts{OK: 2, Malformed: 1, Dropped: 4}); s.frames != want {
-		t.Fatalf("frames %+v, want %+v", s.frames, want)
+	if want := (drivertest.FrameCounts{OK: 2, Malformed: 1, Dropped: 4}); s.Frames != want {
+		t.Fatalf("frames %+v, want %+v", s.Frames, want)
 	}
 }
 
 func TestDF8LongGarbage(t *testing.T) {
 	garbage := make([]byte, 1000) // all bit7 clear
 	s := decodeAll(df8, concat(garbage, df8Normal))
-	if want := (frameCounts{OK: 1, Malformed: 1000/MaxDF8DropRun + 1, Dropped: 1000}); s.frames != want {
-		t.Fatalf("frames %+v, want %+v", s.frames, want)
+	if want := (drivertest.FrameCounts{OK: 1, Malformed: 1000/MaxDF8DropRun + 1, Dropped: 1000}); s.Frames != want {
+		t.Fatalf("frames %+v, want %+v", s.Frames, want)
 	}
 }
 
 func TestDF8SplitAnywhere(t *testing.T) {
 	input := concat([]byte{0x00, 0x61}, df8Normal, df8Disconnect, []byte{0x80}, df8Normal, []byte{0x82, 0x60, 0x65, 0x00}, df8Normal[:2])
 	whole := decodeAll(df8, input)
-	if whole.frames != (frameCounts{OK: 3, InvalidValue: 1, Malformed: 2, Dropped: 3}) {
-		t.Fatalf("frames %+v", whole.frames)
+	if whole.Frames != (drivertest.FrameCounts{OK: 3, InvalidValue: 1, Malformed: 2, Dropped: 3}) {
+		t.Fatalf("frames %+v", whole.Frames)
 	}
 	for cut := 0; cut <= len(input); cut++ {
-		s := &recordingSink{}
-		d := NewDF8Decoder()
-		d.Feed(input[:cut], testNow, s)
-		d.Feed(input[cut:], testNow, s)
-		if !reflect.DeepEqual(s.events, whole.events) || !reflect.DeepEqual(s.views(), whole.views()) {
-			t.Fatalf("cut at %d: %v; want %v", cut, s.events, whole.events)
+		s := drivertest.FeedCut(NewDF8Decoder(), input, cut, testNow)
+		if !reflect.DeepEqual(s.Events, whole.Events) || !reflect.DeepEqual(views(s.Readings), views(whole.Readings)) {
+			t.Fatalf("cut at %d: %v; want %v", cut, s.Events, whole.Events)
 		}
 	}
 }
@@ -159,7 +157,7 @@ func TestDF8SplitAnywhere(t *testing.T) {
 func TestDF8FeedDoesNotAllocate(t *testing.T) {
 	input := concat(df8Normal, []byte{1}, df8Disconnect, df8Normal)
 	d := NewDF8Decoder()
-	var sink drivers.Sink = discardSink{}
+	var sink drivers.Sink = drivertest.Discard
 	if allocs := testing.AllocsPerRun(200, func() { d.Feed(input, testNow, sink) }); allocs != 0 {
 		t.Fatalf("Feed allocates %v times, want 0", allocs)
 	}

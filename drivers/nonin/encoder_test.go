@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vigil-monitor/vigil/drivers"
+	"github.com/vigil-monitor/vigil/drivers/drivertest"
 )
 
 // The encoder renders the pufferfish worked packet exactly, except that it
@@ -85,8 +86,8 @@ func TestEncodePleth(t *testing.T) {
 			want []float64
 		}{{NewDF2Encoder(), df2, tt.df2}, {NewDF7Encoder(), df7, tt.df7}} {
 			s := decodeAll(c.dec, c.enc.Encode(nil, f))
-			if len(s.readings) != 3 || !reflect.DeepEqual(s.readings[2].Samples, c.want) {
-				t.Errorf("%s df7=%v: %v, want %v", tt.name, c.enc.df7, s.views(), c.want)
+			if len(s.Readings) != 3 || !reflect.DeepEqual(s.Readings[2].Samples, c.want) {
+				t.Errorf("%s df7=%v: %v, want %v", tt.name, c.enc.df7, views(s.Readings), c.want)
 			}
 		}
 	}
@@ -146,8 +147,8 @@ func roundTrip(t *testing.T, enc drivers.Encoder, newDec func() drivers.Decoder,
 		if withPleth {
 			want = 3
 		}
-		if len(s.readings) != want {
-			t.Logf("%d readings from %+v", len(s.readings), f)
+		if len(s.Readings) != want {
+			t.Logf("%d readings from %+v", len(s.Readings), f)
 			return false
 		}
 		wantFlags := f.Flags & carried
@@ -164,7 +165,7 @@ func roundTrip(t *testing.T, enc drivers.Encoder, newDec func() drivers.Decoder,
 		measuring := f.Flags&sensorAbsentFlags == 0
 		invalidFrame := false
 		for i, m := range []drivers.MetricID{drivers.SpO2, drivers.PulseRate} {
-			r := s.readings[i]
+			r := s.Readings[i]
 			v, present := f.Values[m]
 			limit := spo2Max
 			if m == drivers.PulseRate {
@@ -183,7 +184,7 @@ func roundTrip(t *testing.T, enc drivers.Encoder, newDec func() drivers.Decoder,
 			}
 		}
 		if withPleth {
-			p := s.readings[2]
+			p := s.Readings[2]
 			if p.Metric != drivers.Pleth || len(p.Samples) != packetFrames || p.SampleRate != PlethRate || p.Flags != wantFlags {
 				t.Logf("frame %+v: pleth %v", f, viewOf(p))
 				return false
@@ -199,11 +200,11 @@ func roundTrip(t *testing.T, enc drivers.Encoder, newDec func() drivers.Decoder,
 				}
 			}
 		}
-		wantCounts := frameCounts{OK: 1}
+		wantCounts := drivertest.FrameCounts{OK: 1}
 		if invalidFrame {
-			wantCounts = frameCounts{InvalidValue: 1}
+			wantCounts = drivertest.FrameCounts{InvalidValue: 1}
 		}
-		return s.frames == wantCounts
+		return s.Frames == wantCounts
 	}
 	if err := quick.Check(property, &quick.Config{MaxCount: 3000, Rand: rand.New(rand.NewSource(1))}); err != nil {
 		t.Fatal(err)
@@ -238,12 +239,12 @@ func TestEncodedStream(t *testing.T) {
 		stream = enc.Encode(stream, drivers.Frame{Values: map[drivers.MetricID]float64{drivers.SpO2: float64(70 + i), drivers.PulseRate: float64(40 + i)}})
 	}
 	s := decodeAll(df7, stream)
-	if s.frames != (frameCounts{OK: 30}) || len(s.readings) != 90 {
-		t.Fatalf("frames %+v, %d readings", s.frames, len(s.readings))
+	if s.Frames != (drivertest.FrameCounts{OK: 30}) || len(s.Readings) != 90 {
+		t.Fatalf("frames %+v, %d readings", s.Frames, len(s.Readings))
 	}
 	for i := range 30 {
-		if s.readings[3*i].Value != float64(70+i) || s.readings[3*i+1].Value != float64(40+i) {
-			t.Fatalf("packet %d: %v", i, s.views()[3*i:3*i+3])
+		if s.Readings[3*i].Value != float64(70+i) || s.Readings[3*i+1].Value != float64(40+i) {
+			t.Fatalf("packet %d: %v", i, views(s.Readings)[3*i:3*i+3])
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/vigil-monitor/vigil/drivers"
+	"github.com/vigil-monitor/vigil/drivers/drivertest"
 )
 
 // fuzzDecoder checks, for any bytes: no panic; every reading is a metric of
@@ -14,12 +15,12 @@ import (
 // arbitrary point, or byte by byte give the same readings and frames.
 // extra runs format-specific checks on the one-call decoder.
 func fuzzDecoder(f *testing.F, newDec func() drivers.Decoder, metrics []drivers.MetricID, plethMax float64,
-	extra func(t *testing.T, d drivers.Decoder, s *recordingSink, data []byte)) {
+	extra func(t *testing.T, d drivers.Decoder, s *drivertest.Recorder, data []byte)) {
 	f.Fuzz(func(t *testing.T, data []byte, split uint) {
 		d := newDec()
-		whole := &recordingSink{}
+		whole := &drivertest.Recorder{}
 		d.Feed(data, testNow, whole)
-		for _, r := range whole.readings {
+		for _, r := range whole.Readings {
 			known := false
 			for _, m := range metrics {
 				known = known || r.Metric == m
@@ -46,26 +47,23 @@ func fuzzDecoder(f *testing.F, newDec func() drivers.Decoder, metrics []drivers.
 				t.Fatalf("samples on %v", r.Metric)
 			}
 		}
-		if most := len(metrics) * (whole.frames.OK + whole.frames.InvalidValue); len(whole.readings) != most {
-			t.Fatalf("%d readings from %d good frames", len(whole.readings), whole.frames.OK+whole.frames.InvalidValue)
+		if most := len(metrics) * (whole.Frames.OK + whole.Frames.InvalidValue); len(whole.Readings) != most {
+			t.Fatalf("%d readings from %d good frames", len(whole.Readings), whole.Frames.OK+whole.Frames.InvalidValue)
 		}
-		if whole.frames.Dropped > len(data) {
-			t.Fatalf("%d bytes dropped of %d", whole.frames.Dropped, len(data))
+		if whole.Frames.Dropped > len(data) {
+			t.Fatalf("%d bytes dropped of %d", whole.Frames.Dropped, len(data))
 		}
 		extra(t, d, whole, data)
 
 		cut := int(split % uint(len(data)+1))
-		parts := &recordingSink{}
-		d = newDec()
-		d.Feed(data[:cut], testNow, parts)
-		d.Feed(data[cut:], testNow, parts)
-		if !reflect.DeepEqual(parts.events, whole.events) || !reflect.DeepEqual(parts.views(), whole.views()) {
-			t.Fatalf("cut at %d: %v; one call: %v", cut, parts.events, whole.events)
+		parts := drivertest.FeedCut(newDec(), data, cut, testNow)
+		if !reflect.DeepEqual(parts.Events, whole.Events) || !reflect.DeepEqual(views(parts.Readings), views(whole.Readings)) {
+			t.Fatalf("cut at %d: %v; one call: %v", cut, parts.Events, whole.Events)
 		}
 		if len(data) <= 4096 {
 			bytewise := decodeByteByByte(newDec, data)
-			if !reflect.DeepEqual(bytewise.events, whole.events) || !reflect.DeepEqual(bytewise.views(), whole.views()) {
-				t.Fatalf("byte by byte: %v; one call: %v", bytewise.events, whole.events)
+			if !reflect.DeepEqual(bytewise.Events, whole.Events) || !reflect.DeepEqual(views(bytewise.Readings), views(whole.Readings)) {
+				t.Fatalf("byte by byte: %v; one call: %v", bytewise.Events, whole.Events)
 			}
 		}
 	})
@@ -78,15 +76,15 @@ var (
 
 // packetExtra: no checksum result without a good packet before it, and
 // every byte accounted for.
-func packetExtra(t *testing.T, d drivers.Decoder, s *recordingSink, data []byte) {
+func packetExtra(t *testing.T, d drivers.Decoder, s *drivertest.Recorder, data []byte) {
 	checkPacketAccounting(t, d.(*PacketDecoder), s, len(data))
 	good := false
-	for _, e := range s.events {
+	for _, e := range s.Events {
 		switch {
 		case e == "f:ok/0" || e == "f:invalid_value/0":
 			good = true
 		case len(e) > 11 && e[:11] == "f:checksum/" && !good:
-			t.Fatalf("checksum error before any good packet: %v", s.events)
+			t.Fatalf("checksum error before any good packet: %v", s.Events)
 		}
 	}
 }
@@ -100,13 +98,13 @@ func FuzzDF7(f *testing.F) { fuzzDecoder(f, df7, packetMetrics, 65535, packetExt
 
 // FuzzDF8 (seeds in testdata/fuzz/FuzzDF8): also every byte accounted for.
 func FuzzDF8(f *testing.F) {
-	fuzzDecoder(f, df8, numericMetrics, 0, func(t *testing.T, dec drivers.Decoder, s *recordingSink, data []byte) {
+	fuzzDecoder(f, df8, numericMetrics, 0, func(t *testing.T, dec drivers.Decoder, s *drivertest.Recorder, data []byte) {
 		d := dec.(*DF8Decoder)
-		if s.frames.Checksum != 0 {
+		if s.Frames.Checksum != 0 {
 			t.Fatal("checksum errors from a format without a checksum")
 		}
-		good := s.frames.OK + s.frames.InvalidValue
-		if got := good*df8Len + s.frames.Dropped + d.n + d.run.n; got != len(data) {
+		good := s.Frames.OK + s.Frames.InvalidValue
+		if got := good*df8Len + s.Frames.Dropped + d.n + d.run.n; got != len(data) {
 			t.Fatalf("%d bytes accounted for of %d", got, len(data))
 		}
 	})
@@ -115,10 +113,10 @@ func FuzzDF8(f *testing.F) {
 // FuzzASCII (seeds in testdata/fuzz/FuzzASCII): the line buffer stays
 // capped, and no more frames than line ends.
 func FuzzASCII(f *testing.F) {
-	fuzzDecoder(f, asciiDc, numericMetrics, 0, func(t *testing.T, dec drivers.Decoder, s *recordingSink, data []byte) {
+	fuzzDecoder(f, asciiDc, numericMetrics, 0, func(t *testing.T, dec drivers.Decoder, s *drivertest.Recorder, data []byte) {
 		d := dec.(*ASCIIDecoder)
-		if cap(d.pending) > MaxASCIILineLen {
-			t.Fatalf("line buffer grew to %d", cap(d.pending))
+		if d.lines.BufferCap() > MaxASCIILineLen {
+			t.Fatalf("line buffer grew to %d", d.lines.BufferCap())
 		}
 		ends := 0
 		for _, c := range data {
@@ -126,8 +124,8 @@ func FuzzASCII(f *testing.F) {
 				ends++
 			}
 		}
-		if s.frames.total() > ends || s.frames.Checksum != 0 {
-			t.Fatalf("frames %+v from %d line ends", s.frames, ends)
+		if s.Frames.Total() > ends || s.Frames.Checksum != 0 {
+			t.Fatalf("frames %+v from %d line ends", s.Frames, ends)
 		}
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/vigil-monitor/vigil/drivers"
+	"github.com/vigil-monitor/vigil/drivers/drivertest"
 )
 
 func TestRegistered(t *testing.T) {
@@ -55,10 +56,10 @@ func TestRegistered(t *testing.T) {
 		if _, talks := dec.(drivers.Conversation); talks {
 			t.Errorf("%s: a decoder without set_format must not talk to the device", tt.name)
 		}
-		s := &recordingSink{}
+		s := &drivertest.Recorder{}
 		dec.Feed(tt.sample, testNow, s)
-		if s.frames != (frameCounts{OK: 1}) || len(s.readings) != tt.readings {
-			t.Errorf("%s: frames %+v readings %v", tt.name, s.frames, s.views())
+		if s.Frames != (drivertest.FrameCounts{OK: 1}) || len(s.Readings) != tt.readings {
+			t.Errorf("%s: frames %+v readings %v", tt.name, s.Frames, views(s.Readings))
 		}
 		enc, err := d.NewEncoder(drivers.Options{})
 		if err != nil {
@@ -68,11 +69,11 @@ func TestRegistered(t *testing.T) {
 			t.Errorf("%s: Interval = %v, want %v", tt.name, enc.Interval(), tt.interval)
 		}
 		// The registered encoder's output decodes with the registered decoder.
-		s = &recordingSink{}
+		s = &drivertest.Recorder{}
 		dec, _ = d.NewDecoder(nil)
 		dec.Feed(enc.Encode(nil, drivers.Frame{Values: map[drivers.MetricID]float64{drivers.SpO2: 95, drivers.PulseRate: 61}}), testNow, s)
-		if s.frames != (frameCounts{OK: 1}) || s.readings[0].Value != 95 || s.readings[1].Value != 61 {
-			t.Errorf("%s: encoder to decoder: %+v %v", tt.name, s.frames, s.views())
+		if s.Frames != (drivertest.FrameCounts{OK: 1}) || s.Readings[0].Value != 95 || s.Readings[1].Value != 61 {
+			t.Errorf("%s: encoder to decoder: %+v %v", tt.name, s.Frames, views(s.Readings))
 		}
 	}
 }
@@ -141,11 +142,11 @@ func TestSetFormatOption(t *testing.T) {
 			t.Errorf("Tick wrote % X, err %v", w.Bytes(), err)
 		}
 		// The wrapped decoder still decodes; the device's ACK is a dropped byte.
-		s := &recordingSink{}
+		s := &drivertest.Recorder{}
 		enc, _ := d.NewEncoder(opts)
 		dec.Feed(append([]byte{0x06}, enc.Encode(nil, drivers.Frame{Values: map[drivers.MetricID]float64{drivers.SpO2: 96}})...), testNow, s)
-		if s.frames.OK != 1 || s.frames.Dropped != 1 {
-			t.Errorf("%s: after ACK: frames %+v", tt.driver, s.frames)
+		if s.Frames.OK != 1 || s.Frames.Dropped != 1 {
+			t.Errorf("%s: after ACK: frames %+v", tt.driver, s.Frames)
 		}
 	}
 	// set_format: false sends nothing.

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/vigil-monitor/vigil/drivers"
+	"github.com/vigil-monitor/vigil/drivers/drivertest"
 )
 
 // pufferfishPacket is the valid DF2 packet of pez-globo/pufferfish-software
@@ -166,14 +167,14 @@ func TestDF2WorkedPacket(t *testing.T) {
 		rv(drivers.PulseRate, 72, true),
 		plethView(repeat(1, 25), true),
 	}
-	if got := s.views(); !reflect.DeepEqual(got, want) {
+	if got := views(s.Readings); !reflect.DeepEqual(got, want) {
 		t.Fatalf("readings:\n got %v\nwant %v", got, want)
 	}
 	// Readings first, then the packet's verdict.
-	if want := []string{"r:spo2", "r:pulse_rate", "r:pleth", "f:ok/0"}; !reflect.DeepEqual(s.events, want) {
-		t.Fatalf("events = %v, want %v", s.events, want)
+	if want := []string{"r:spo2", "r:pulse_rate", "r:pleth", "f:ok/0"}; !reflect.DeepEqual(s.Events, want) {
+		t.Fatalf("events = %v, want %v", s.Events, want)
 	}
-	for _, r := range s.readings {
+	for _, r := range s.Readings {
 		if !r.Received.Equal(testNow) || r.Device != "" || r.Seq != 0 || !r.DeviceTime.IsZero() {
 			t.Fatalf("reading %+v: Received must be the Feed time; Device, Seq, DeviceTime unset", r)
 		}
@@ -193,11 +194,11 @@ func TestDF2AppNoninFrameInPacket(t *testing.T) {
 		rv(drivers.PulseRate, 72, false, "sensor-fault", "searching"),
 		plethView(samples, false, "sensor-fault", "searching"),
 	}
-	if got := s.views(); !reflect.DeepEqual(got, want) {
+	if got := views(s.Readings); !reflect.DeepEqual(got, want) {
 		t.Fatalf("readings:\n got %v\nwant %v", got, want)
 	}
-	if s.frames != (frameCounts{OK: 1}) {
-		t.Fatalf("frames = %+v", s.frames)
+	if s.Frames != (drivertest.FrameCounts{OK: 1}) {
+		t.Fatalf("frames = %+v", s.Frames)
 	}
 }
 
@@ -214,11 +215,11 @@ func TestOncePerPacket(t *testing.T) {
 			newDec = df7Dec
 		}
 		s := decodeAll(newDec, stream)
-		if s.frames != (frameCounts{OK: 6}) {
-			t.Fatalf("df7=%v: frames = %+v", df7, s.frames)
+		if s.Frames != (drivertest.FrameCounts{OK: 6}) {
+			t.Fatalf("df7=%v: frames = %+v", df7, s.Frames)
 		}
 		var spo2, pulse, pleth int
-		for i, r := range s.readings {
+		for i, r := range s.Readings {
 			switch r.Metric {
 			case drivers.SpO2:
 				if r.Value != float64(90+i/3) {
@@ -249,17 +250,17 @@ func TestDF7SixteenBitPleth(t *testing.T) {
 	}
 	p.pleth[24] = 0
 	s := decodeAll(df7, p.bytes(true))
-	if len(s.readings) != 3 || s.frames != (frameCounts{OK: 1}) {
-		t.Fatalf("readings %v frames %+v", s.views(), s.frames)
+	if len(s.Readings) != 3 || s.Frames != (drivertest.FrameCounts{OK: 1}) {
+		t.Fatalf("readings %v frames %+v", views(s.Readings), s.Frames)
 	}
-	got := s.readings[2].Samples
+	got := s.Readings[2].Samples
 	for i, v := range got {
 		if want := float64(p.pleth[i]); v != want {
 			t.Fatalf("sample %d = %v, want %v", i, v, want)
 		}
 	}
-	if s.readings[1].Value != 130 {
-		t.Fatalf("HR %v, want 130 (MSB 1, LSB 2)", s.readings[1].Value)
+	if s.Readings[1].Value != 130 {
+		t.Fatalf("HR %v, want 130 (MSB 1, LSB 2)", s.Readings[1].Value)
 	}
 }
 
@@ -271,7 +272,7 @@ func TestDF7SecondStatusIgnored(t *testing.T) {
 	p.data[3] = 0x7F
 	s := decodeAll(df7, p.bytes(true))
 	want := []readingView{rv(drivers.SpO2, 97, true), rv(drivers.PulseRate, 72, true), plethView(ramp(10), true)}
-	if got := s.views(); !reflect.DeepEqual(got, want) {
+	if got := views(s.Readings); !reflect.DeepEqual(got, want) {
 		t.Fatalf("readings:\n got %v\nwant %v", got, want)
 	}
 }
@@ -284,11 +285,11 @@ func TestNoValueSentinels(t *testing.T) {
 		}
 		s := decodeAll(newDec, newTestPacket(noSpO2, noHeartRate).bytes(df7))
 		want := []readingView{rv(drivers.SpO2, 0, false), rv(drivers.PulseRate, 0, false), plethView(ramp(10), true)}
-		if got := s.views(); !reflect.DeepEqual(got, want) {
+		if got := views(s.Readings); !reflect.DeepEqual(got, want) {
 			t.Fatalf("df7=%v readings:\n got %v\nwant %v", df7, got, want)
 		}
-		if s.frames != (frameCounts{OK: 1}) {
-			t.Fatalf("df7=%v: sentinels are not invalid values: frames %+v", df7, s.frames)
+		if s.Frames != (drivertest.FrameCounts{OK: 1}) {
+			t.Fatalf("df7=%v: sentinels are not invalid values: frames %+v", df7, s.Frames)
 		}
 	}
 }
@@ -308,21 +309,21 @@ func TestPacketOutOfRange(t *testing.T) {
 	for _, tt := range tests {
 		s := decodeAll(df2, newTestPacket(tt.spo2, tt.hr).bytes(false))
 		want := append(tt.want, plethView(ramp(10), true))
-		if got := s.views(); !reflect.DeepEqual(got, want) {
+		if got := views(s.Readings); !reflect.DeepEqual(got, want) {
 			t.Errorf("%s readings:\n got %v\nwant %v", tt.name, got, want)
 		}
-		if s.frames != (frameCounts{InvalidValue: 1}) {
-			t.Errorf("%s: frames = %+v", tt.name, s.frames)
+		if s.Frames != (drivertest.FrameCounts{InvalidValue: 1}) {
+			t.Errorf("%s: frames = %+v", tt.name, s.Frames)
 		}
 	}
 	// The boundaries are values.
 	s := decodeAll(df2, newTestPacket(100, 350).bytes(false))
-	if s.frames != (frameCounts{OK: 1}) || !s.readings[0].Valid || !s.readings[1].Valid {
-		t.Fatalf("SpO2 100, HR 350: %v %+v", s.views(), s.frames)
+	if s.Frames != (drivertest.FrameCounts{OK: 1}) || !s.Readings[0].Valid || !s.Readings[1].Valid {
+		t.Fatalf("SpO2 100, HR 350: %v %+v", views(s.Readings), s.Frames)
 	}
 	s = decodeAll(df2, newTestPacket(0, 0).bytes(false))
-	if s.frames != (frameCounts{OK: 1}) || !s.readings[0].Valid || !s.readings[1].Valid {
-		t.Fatalf("SpO2 0, HR 0: %v %+v", s.views(), s.frames)
+	if s.Frames != (drivertest.FrameCounts{OK: 1}) || !s.Readings[0].Valid || !s.Readings[1].Valid {
+		t.Fatalf("SpO2 0, HR 0: %v %+v", views(s.Readings), s.Frames)
 	}
 }
 
@@ -354,10 +355,10 @@ func TestPacketStatusFlags(t *testing.T) {
 				newDec = df7Dec
 			}
 			s := decodeAll(newDec, p.bytes(df7))
-			if len(s.readings) != 3 || s.frames != (frameCounts{OK: 1}) {
-				t.Fatalf("bits %#x df7=%v: readings %v frames %+v", tt.bits, df7, s.views(), s.frames)
+			if len(s.Readings) != 3 || s.Frames != (drivertest.FrameCounts{OK: 1}) {
+				t.Fatalf("bits %#x df7=%v: readings %v frames %+v", tt.bits, df7, views(s.Readings), s.Frames)
 			}
-			for _, r := range s.views() {
+			for _, r := range views(s.Readings) {
 				if r.Valid != tt.valid || !reflect.DeepEqual(r.Flags, tt.flags) {
 					t.Errorf("bits %#x df7=%v: %v, want valid=%v flags=%v", tt.bits, df7, r, tt.valid, tt.flags)
 				}
@@ -374,7 +375,7 @@ func TestPerfusionWorstColour(t *testing.T) {
 	p.status[5] |= 0x04 // red
 	p.status[6] |= 0x06
 	s := decodeAll(df2, p.bytes(false))
-	if got := s.readings[0].Flags; got != drivers.FlagLowPerfusion {
+	if got := s.Readings[0].Flags; got != drivers.FlagLowPerfusion {
 		t.Fatalf("flags %v, want low-perfusion", got)
 	}
 }
@@ -411,7 +412,7 @@ func TestPerfusionColourHold(t *testing.T) {
 
 	s := decodeAll(df2, stream)
 	var got []bool
-	for _, r := range s.readings {
+	for _, r := range s.Readings {
 		if r.Metric == drivers.SpO2 {
 			got = append(got, r.Flags.Has(drivers.FlagLowPerfusion))
 		}
@@ -433,21 +434,21 @@ func TestChecksumErrorDropsPacket(t *testing.T) {
 			newDec = df7Dec
 		}
 		input := concat(good, bad, good)
-		for how, s := range map[string]*recordingSink{"one call": decodeAll(newDec, input), "byte by byte": decodeByteByByte(newDec, input)} {
-			if want := (frameCounts{OK: 2, Checksum: 1, Dropped: packetLen}); s.frames != want {
-				t.Errorf("df7=%v %s: frames = %+v, want %+v", df7, how, s.frames, want)
+		for how, s := range map[string]*drivertest.Recorder{"one call": decodeAll(newDec, input), "byte by byte": decodeByteByByte(newDec, input)} {
+			if want := (drivertest.FrameCounts{OK: 2, Checksum: 1, Dropped: packetLen}); s.Frames != want {
+				t.Errorf("df7=%v %s: frames = %+v, want %+v", df7, how, s.Frames, want)
 			}
-			if len(s.readings) != 6 {
-				t.Fatalf("df7=%v %s: %d readings", df7, how, len(s.readings))
+			if len(s.Readings) != 6 {
+				t.Fatalf("df7=%v %s: %d readings", df7, how, len(s.Readings))
 			}
-			for _, r := range s.readings[:2] {
+			for _, r := range s.Readings[:2] {
 				if r.Value == 90 || r.Value == 80 {
 					t.Fatalf("a reading from the damaged packet: %v", viewOf(r))
 				}
 			}
 			wantEvents := []string{"r:spo2", "r:pulse_rate", "r:pleth", "f:ok/0", "f:checksum/125", "r:spo2", "r:pulse_rate", "r:pleth", "f:ok/0"}
-			if !reflect.DeepEqual(s.events, wantEvents) {
-				t.Errorf("df7=%v %s: events %v", df7, how, s.events)
+			if !reflect.DeepEqual(s.Events, wantEvents) {
+				t.Errorf("df7=%v %s: events %v", df7, how, s.Events)
 			}
 		}
 	}
@@ -459,8 +460,8 @@ func TestChecksumErrorBeforeFirstPacket(t *testing.T) {
 	bad := newTestPacket(90, 80).bytes(false)
 	bad[14] ^= 0x40 // frame 3's checksum
 	s := decodeAll(df2, concat(bad, newTestPacket(97, 72).bytes(false)))
-	if want := (frameCounts{OK: 1, Malformed: 1, Dropped: packetLen}); s.frames != want {
-		t.Fatalf("frames = %+v, want %+v", s.frames, want)
+	if want := (drivertest.FrameCounts{OK: 1, Malformed: 1, Dropped: packetLen}); s.Frames != want {
+		t.Fatalf("frames = %+v, want %+v", s.Frames, want)
 	}
 }
 
@@ -470,8 +471,8 @@ func TestBadHeaderDropsPacket(t *testing.T) {
 	bad := bytes.Clone(pufferfishPacket)
 	copy(bad[5:10], []byte{0x01, 0x7F, 0x01, 0x48, 0xC9}) // checksum right, header wrong
 	s := decodeAll(df2, concat(good, bad, good))
-	if want := (frameCounts{OK: 2, Malformed: 1, Dropped: packetLen}); s.frames != want {
-		t.Fatalf("frames = %+v, want %+v", s.frames, want)
+	if want := (drivertest.FrameCounts{OK: 2, Malformed: 1, Dropped: packetLen}); s.Frames != want {
+		t.Fatalf("frames = %+v, want %+v", s.Frames, want)
 	}
 }
 
@@ -486,8 +487,8 @@ func TestEarlySyncRestartsPacket(t *testing.T) {
 		good := newTestPacket(97, 72).bytes(df7)
 		short := newTestPacket(80, 80).bytes(df7)[:10*frameLen]
 		s := decodeAll(newDec, concat(good, short, good, good))
-		if want := (frameCounts{OK: 3, Malformed: 1, Dropped: 10 * frameLen}); s.frames != want {
-			t.Fatalf("df7=%v: frames = %+v, want %+v", df7, s.frames, want)
+		if want := (drivertest.FrameCounts{OK: 3, Malformed: 1, Dropped: 10 * frameLen}); s.Frames != want {
+			t.Fatalf("df7=%v: frames = %+v, want %+v", df7, s.Frames, want)
 		}
 	}
 }
@@ -498,15 +499,15 @@ func TestMissingSyncFrame(t *testing.T) {
 	good := pufferfishPacket
 	extra := []byte{0x01, 0x80, 0x01, 0x00, 0x82, 0x01, 0x80, 0x01, 0x00, 0x82}
 	s := decodeAll(df2, concat(good, extra, good))
-	if want := (frameCounts{OK: 2, Malformed: 1, Dropped: len(extra)}); s.frames != want {
-		t.Fatalf("frames = %+v, want %+v", s.frames, want)
+	if want := (drivertest.FrameCounts{OK: 2, Malformed: 1, Dropped: len(extra)}); s.Frames != want {
+		t.Fatalf("frames = %+v, want %+v", s.Frames, want)
 	}
 	// A packet of 25 frames without any SYNC yields nothing.
 	nosync := bytes.Clone(pufferfishPacket)
 	nosync[1], nosync[4] = 0x80, 0x82
 	s = decodeAll(df2, concat(nosync, good))
-	if want := (frameCounts{OK: 1, Malformed: 1, Dropped: packetLen}); s.frames != want {
-		t.Fatalf("no SYNC: frames = %+v, want %+v", s.frames, want)
+	if want := (drivertest.FrameCounts{OK: 1, Malformed: 1, Dropped: packetLen}); s.Frames != want {
+		t.Fatalf("no SYNC: frames = %+v, want %+v", s.Frames, want)
 	}
 }
 
@@ -516,13 +517,13 @@ func TestGarbageAndResync(t *testing.T) {
 	good := pufferfishPacket
 	garbage := []byte{0x00, 0xFF, 0x01, 0x81, 0x01, 0x00, 0x84, 0x13, 0x37, 0x01}
 	input := concat(good[60:], good, garbage, good, []byte{0x06}, good)
-	want := frameCounts{OK: 3, Malformed: 3, Dropped: len(good[60:]) + len(garbage) + 1}
-	for how, s := range map[string]*recordingSink{"one call": decodeAll(df2, input), "byte by byte": decodeByteByByte(df2, input)} {
-		if s.frames != want {
-			t.Errorf("%s: frames = %+v, want %+v", how, s.frames, want)
+	want := drivertest.FrameCounts{OK: 3, Malformed: 3, Dropped: len(good[60:]) + len(garbage) + 1}
+	for how, s := range map[string]*drivertest.Recorder{"one call": decodeAll(df2, input), "byte by byte": decodeByteByByte(df2, input)} {
+		if s.Frames != want {
+			t.Errorf("%s: frames = %+v, want %+v", how, s.Frames, want)
 		}
-		if len(s.readings) != 9 {
-			t.Errorf("%s: %d readings", how, len(s.readings))
+		if len(s.Readings) != 9 {
+			t.Errorf("%s: %d readings", how, len(s.Readings))
 		}
 	}
 }
@@ -540,11 +541,11 @@ func TestDF7FalseStartOverlappingSync(t *testing.T) {
 		t.Fatal("test setup: the prefix does not make a false start")
 	}
 	s := decodeAll(df7, concat(prefix, good, good))
-	if want := (frameCounts{OK: 2, Malformed: 1, Dropped: 2}); s.frames != want {
-		t.Fatalf("frames = %+v, want %+v", s.frames, want)
+	if want := (drivertest.FrameCounts{OK: 2, Malformed: 1, Dropped: 2}); s.Frames != want {
+		t.Fatalf("frames = %+v, want %+v", s.Frames, want)
 	}
-	if s.readings[0].Value != 97 {
-		t.Fatalf("first packet: %v", s.views()[:3])
+	if s.Readings[0].Value != 97 {
+		t.Fatalf("first packet: %v", views(s.Readings)[:3])
 	}
 }
 
@@ -552,11 +553,11 @@ func TestDF7FalseStartOverlappingSync(t *testing.T) {
 func TestLongGarbageReportedInRuns(t *testing.T) {
 	garbage := bytes.Repeat([]byte{0x01, 0x80, 0x55}, 400) // 1200 bytes, no valid frame
 	s := decodeAll(df2, concat(garbage, pufferfishPacket))
-	want := frameCounts{OK: 1, Malformed: 1200/MaxDropRun + 1, Dropped: 1200}
-	if s.frames != want {
-		t.Fatalf("frames = %+v, want %+v", s.frames, want)
+	want := drivertest.FrameCounts{OK: 1, Malformed: 1200/MaxDropRun + 1, Dropped: 1200}
+	if s.Frames != want {
+		t.Fatalf("frames = %+v, want %+v", s.Frames, want)
 	}
-	for i, e := range s.events[:1200/MaxDropRun] {
+	for i, e := range s.Events[:1200/MaxDropRun] {
 		if e != "f:malformed/250" {
 			t.Fatalf("event %d = %s", i, e)
 		}
@@ -567,14 +568,14 @@ func TestLongGarbageReportedInRuns(t *testing.T) {
 func TestTruncatedPacketKept(t *testing.T) {
 	for cut := 1; cut < packetLen; cut++ {
 		d := NewDF2Decoder()
-		s := &recordingSink{}
+		s := &drivertest.Recorder{}
 		d.Feed(pufferfishPacket[:cut], testNow, s)
-		if len(s.events) != 0 {
-			t.Fatalf("cut %d: events %v from an unfinished packet", cut, s.events)
+		if len(s.Events) != 0 {
+			t.Fatalf("cut %d: events %v from an unfinished packet", cut, s.Events)
 		}
 		d.Feed(pufferfishPacket[cut:], testNow, s)
-		if s.frames != (frameCounts{OK: 1}) || len(s.readings) != 3 {
-			t.Fatalf("cut %d: frames %+v", cut, s.frames)
+		if s.Frames != (drivertest.FrameCounts{OK: 1}) || len(s.Readings) != 3 {
+			t.Fatalf("cut %d: frames %+v", cut, s.Frames)
 		}
 	}
 }
@@ -592,28 +593,25 @@ func TestPacketSplitAnywhere(t *testing.T) {
 		lowPerf := newTestPacket(93, 101).withStatus(0x04).bytes(df7)
 		input := concat(good[17:], good, []byte("junk"), lowPerf, bad, good[:60], good, newTestPacket(120, 72).bytes(df7), good[:33])
 		whole := decodeAll(newDec, input)
-		if whole.frames.OK != 3 || whole.frames.InvalidValue != 1 || whole.frames.Checksum+whole.frames.Malformed == 0 {
-			t.Fatalf("df7=%v: frames = %+v", df7, whole.frames)
+		if whole.Frames.OK != 3 || whole.Frames.InvalidValue != 1 || whole.Frames.Checksum+whole.Frames.Malformed == 0 {
+			t.Fatalf("df7=%v: frames = %+v", df7, whole.Frames)
 		}
 		for cut := 0; cut <= len(input); cut++ {
-			s := &recordingSink{}
-			d := newDec()
-			d.Feed(input[:cut], testNow, s)
-			d.Feed(input[cut:], testNow, s)
-			if !reflect.DeepEqual(s.events, whole.events) || !reflect.DeepEqual(s.views(), whole.views()) {
-				t.Fatalf("df7=%v cut at %d: events %v; want %v", df7, cut, s.events, whole.events)
+			s := drivertest.FeedCut(newDec(), input, cut, testNow)
+			if !reflect.DeepEqual(s.Events, whole.Events) || !reflect.DeepEqual(views(s.Readings), views(whole.Readings)) {
+				t.Fatalf("df7=%v cut at %d: events %v; want %v", df7, cut, s.Events, whole.Events)
 			}
 		}
 		bytewise := decodeByteByByte(newDec, input)
-		if !reflect.DeepEqual(bytewise.events, whole.events) || !reflect.DeepEqual(bytewise.views(), whole.views()) {
-			t.Fatalf("df7=%v byte by byte: %v; want %v", df7, bytewise.events, whole.events)
+		if !reflect.DeepEqual(bytewise.Events, whole.Events) || !reflect.DeepEqual(views(bytewise.Readings), views(whole.Readings)) {
+			t.Fatalf("df7=%v byte by byte: %v; want %v", df7, bytewise.Events, whole.Events)
 		}
 	}
 }
 
 // Every byte is accounted for: in a packet, in a dropped count, or still
 // held by the decoder.
-func checkPacketAccounting(t *testing.T, d *PacketDecoder, s *recordingSink, n int) {
+func checkPacketAccounting(t *testing.T, d *PacketDecoder, s *drivertest.Recorder, n int) {
 	t.Helper()
 	held := d.hi - d.lo
 	if held >= packetLen {
@@ -622,27 +620,27 @@ func checkPacketAccounting(t *testing.T, d *PacketDecoder, s *recordingSink, n i
 	if d.run.n >= MaxDropRun {
 		t.Fatalf("unreported run of %d bytes", d.run.n)
 	}
-	good := s.frames.OK + s.frames.InvalidValue
-	if got := good*packetLen + s.frames.Dropped + held + d.run.n; got != n {
-		t.Fatalf("%d packets, %d dropped, %d held, %d in run: %d bytes of %d", good, s.frames.Dropped, held, d.run.n, got, n)
+	good := s.Frames.OK + s.Frames.InvalidValue
+	if got := good*packetLen + s.Frames.Dropped + held + d.run.n; got != n {
+		t.Fatalf("%d packets, %d dropped, %d held, %d in run: %d bytes of %d", good, s.Frames.Dropped, held, d.run.n, got, n)
 	}
 }
 
 func TestPacketAccounting(t *testing.T) {
 	input := concat(pufferfishPacket[3:], []byte{1, 2, 3}, pufferfishPacket, pufferfishPacket[:77])
 	d := NewDF2Decoder()
-	s := &recordingSink{}
+	s := &drivertest.Recorder{}
 	d.Feed(input, testNow, s)
 	checkPacketAccounting(t, d, s, len(input))
 }
 
 func TestZeroValuePacketDecoderIsDF2(t *testing.T) {
 	var d PacketDecoder
-	s := &recordingSink{}
+	s := &drivertest.Recorder{}
 	d.Feed(pufferfishPacket[:50], testNow, s)
 	d.Feed(pufferfishPacket[50:], testNow, s)
-	if s.frames != (frameCounts{OK: 1}) || len(s.readings) != 3 {
-		t.Fatalf("zero PacketDecoder: frames %+v readings %v", s.frames, s.views())
+	if s.Frames != (drivertest.FrameCounts{OK: 1}) || len(s.Readings) != 3 {
+		t.Fatalf("zero PacketDecoder: frames %+v readings %v", s.Frames, views(s.Readings))
 	}
 }
 
@@ -651,18 +649,18 @@ func TestZeroValuePacketDecoderIsDF2(t *testing.T) {
 func TestPacketDecoderOwnsItsBytes(t *testing.T) {
 	buf := bytes.Clone(pufferfishPacket[:60])
 	d := NewDF2Decoder()
-	s := &recordingSink{}
+	s := &drivertest.Recorder{}
 	d.Feed(buf, testNow, s)
 	for i := range buf {
 		buf[i] = 0xEE
 	}
 	d.Feed(pufferfishPacket[60:], testNow, s)
 	d.Feed(newTestPacket(97, 72).bytes(false), testNow, s)
-	if s.frames != (frameCounts{OK: 2}) {
-		t.Fatalf("frames %+v: the decoder read the caller's overwritten buffer", s.frames)
+	if s.Frames != (drivertest.FrameCounts{OK: 2}) {
+		t.Fatalf("frames %+v: the decoder read the caller's overwritten buffer", s.Frames)
 	}
-	if !reflect.DeepEqual(s.readings[2].Samples, repeat(1, 25)) {
-		t.Fatalf("first packet's samples changed to %v", s.readings[2].Samples)
+	if !reflect.DeepEqual(s.Readings[2].Samples, repeat(1, 25)) {
+		t.Fatalf("first packet's samples changed to %v", s.Readings[2].Samples)
 	}
 }
 
@@ -670,7 +668,7 @@ func TestPacketDecoderOwnsItsBytes(t *testing.T) {
 func TestPacketFeedAllocatesOnlySamples(t *testing.T) {
 	input := concat(pufferfishPacket, []byte{9, 9}, pufferfishPacket, pufferfishPacket)
 	d := NewDF2Decoder()
-	var sink drivers.Sink = discardSink{}
+	var sink drivers.Sink = drivertest.Discard
 	allocs := testing.AllocsPerRun(200, func() {
 		d.Feed(input[:70], testNow, sink)
 		d.Feed(input[70:], testNow, sink)

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/vigil-monitor/vigil/drivers"
+	"github.com/vigil-monitor/vigil/drivers/drivertest"
 )
 
 // readingView is the part of a Reading a decoder fills, in a comparable,
@@ -41,75 +42,16 @@ func viewOf(r drivers.Reading) readingView {
 	return v
 }
 
-// frameCounts counts Frame calls per result, and the dropped bytes.
-type frameCounts struct {
-	OK           int `json:"ok"`
-	Checksum     int `json:"checksum"`
-	Malformed    int `json:"malformed"`
-	InvalidValue int `json:"invalid_value"`
-	Dropped      int `json:"dropped"`
-}
-
-func (c frameCounts) total() int { return c.OK + c.Checksum + c.Malformed + c.InvalidValue }
-
-// recordingSink keeps everything a decoder reports, in order.
-type recordingSink struct {
-	readings []drivers.Reading
-	frames   frameCounts
-	// events interleaves readings ("r") and frames ("f:<result>/<dropped>")
-	// so tests can check order and what each Frame call said.
-	events []string
-}
-
-func (s *recordingSink) Reading(r drivers.Reading) {
-	s.readings = append(s.readings, r)
-	s.events = append(s.events, "r:"+r.Metric.String())
-}
-
-func (s *recordingSink) Frame(result drivers.FrameResult, dropped int) {
-	switch result {
-	case drivers.FrameOK:
-		s.frames.OK++
-	case drivers.FrameChecksum:
-		s.frames.Checksum++
-	case drivers.FrameMalformed:
-		s.frames.Malformed++
-	case drivers.FrameInvalidValue:
-		s.frames.InvalidValue++
-	}
-	s.frames.Dropped += dropped
-	s.events = append(s.events, fmt.Sprintf("f:%s/%d", result, dropped))
-}
-
-func (s *recordingSink) views() []readingView {
-	out := make([]readingView, 0, len(s.readings))
-	for _, r := range s.readings {
-		out = append(out, viewOf(r))
-	}
-	return out
-}
-
-// discardSink is the benchmarks' and allocation tests' no-op sink.
-type discardSink struct{}
-
-func (discardSink) Reading(drivers.Reading)        {}
-func (discardSink) Frame(drivers.FrameResult, int) {}
+func views(rs []drivers.Reading) []readingView { return drivertest.Views(rs, viewOf) }
 
 // decodeAll feeds input in one call to the decoder newDec makes.
-func decodeAll(newDec func() drivers.Decoder, input []byte) *recordingSink {
-	s := &recordingSink{}
-	newDec().Feed(input, testNow, s)
-	return s
+func decodeAll(newDec func() drivers.Decoder, input []byte) *drivertest.Recorder {
+	return drivertest.FeedAll(newDec(), input, testNow)
 }
 
 // decodeByteByByte feeds input one byte per call.
-func decodeByteByByte(newDec func() drivers.Decoder, input []byte) *recordingSink {
-	s := &recordingSink{}
-	d := newDec()
-	for i := range input {
-		d.Feed(input[i:i+1], testNow, s)
-	}
-	return s
+func decodeByteByByte(newDec func() drivers.Decoder, input []byte) *drivertest.Recorder {
+	return drivertest.FeedByteByByte(newDec(), input, testNow)
 }
 
 // The four decoders, as the tests make them.

@@ -1,9 +1,7 @@
 package nonin
 
 import (
-	"bytes"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,14 +10,15 @@ import (
 	"testing"
 
 	"github.com/vigil-monitor/vigil/drivers"
+	"github.com/vigil-monitor/vigil/drivers/drivertest"
 )
 
 // golden is the expected outcome of one testdata capture, kept beside it as
 // <case>.json (tests as data, like Telegraf's testcases).
 type golden struct {
-	Source   string        `json:"source"` // where the bytes come from
-	Frames   frameCounts   `json:"frames"`
-	Readings []readingView `json:"readings"`
+	Source   string                 `json:"source"` // where the bytes come from
+	Frames   drivertest.FrameCounts `json:"frames"`
+	Readings []readingView          `json:"readings"`
 }
 
 // readCapture reads a capture: .txt files are the bytes themselves; .hex
@@ -86,30 +85,22 @@ func TestCaptures(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			raw, err := os.ReadFile(strings.TrimSuffix(path, filepath.Ext(path)) + ".json")
-			if err != nil {
-				t.Fatalf("every capture needs a golden file: %v", err)
-			}
 			var want golden
-			dec := json.NewDecoder(bytes.NewReader(raw))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&want); err != nil {
-				t.Fatalf("golden file: %v", err)
-			}
+			drivertest.ReadGolden(t, strings.TrimSuffix(path, filepath.Ext(path))+".json", &want)
 			if want.Source == "" {
 				t.Fatalf("golden file names no source")
 			}
 			if want.Readings == nil {
 				want.Readings = []readingView{}
 			}
-			for how, s := range map[string]*recordingSink{
+			for how, s := range map[string]*drivertest.Recorder{
 				"one call":     decodeAll(newDec, input),
 				"byte by byte": decodeByteByByte(newDec, input),
 			} {
-				if s.frames != want.Frames {
-					t.Errorf("%s: frames = %+v, want %+v", how, s.frames, want.Frames)
+				if s.Frames != want.Frames {
+					t.Errorf("%s: frames = %+v, want %+v", how, s.Frames, want.Frames)
 				}
-				if got := s.views(); !reflect.DeepEqual(got, want.Readings) {
+				if got := views(s.Readings); !reflect.DeepEqual(got, want.Readings) {
 					t.Errorf("%s: readings\n got %v\nwant %v", how, got, want.Readings)
 				}
 			}

@@ -96,12 +96,8 @@ type Device struct {
 	resp     drivers.Responder
 	respMu   sync.Mutex
 	scenario *Scenario
-	tl       *timeline
-	period   time.Duration
-	speed    float64
-	maxBurst int64
+	pacing   pacing
 	link     string
-	seed     uint64
 	sn       string
 	onStep   func(Step)
 	onHost   func([]byte)
@@ -134,38 +130,16 @@ type devicePort struct {
 // NewDevice creates the pty (and the link) and checks the options. The
 // device sends nothing until Run.
 func NewDevice(o Options) (*Device, error) {
-	if o.Driver == nil {
-		return nil, errors.New("simulator: no driver")
-	}
-	if o.Driver.NewEncoder == nil {
-		return nil, fmt.Errorf("%w: %s", ErrNoEncoder, o.Driver.Name)
-	}
-	if o.Scenario == nil {
-		return nil, errors.New("simulator: no scenario")
-	}
-	if err := o.Scenario.Validate(); err != nil {
+	if err := checkPlayback(o.Driver, o.Scenario, o.Rate, o.Speed); err != nil {
 		return nil, err
 	}
-	if math.IsNaN(o.Rate) || o.Rate < 0 || o.Rate > MaxRate {
-		return nil, fmt.Errorf("simulator: rate %g frames/s is outside 0..%d", o.Rate, MaxRate)
-	}
-	speed := o.Speed
-	if speed == 0 {
-		speed = 1
-	}
-	if math.IsNaN(speed) || speed < 0 || speed > MaxSpeed {
-		return nil, fmt.Errorf("simulator: speed %g is outside 0..%d", o.Speed, MaxSpeed)
-	}
-	enc, err := o.Driver.NewEncoder(o.DriverOptions)
+	enc, err := newEncoder(o.Driver, o.DriverOptions)
 	if err != nil {
-		return nil, fmt.Errorf("simulator: %s encoder: %w", o.Driver.Name, err)
+		return nil, err
 	}
-	period := enc.Interval()
-	if o.Rate > 0 {
-		period = time.Duration(float64(time.Second) / o.Rate)
-	}
-	if period <= 0 {
-		return nil, fmt.Errorf("simulator: %s encoder has no interval; set a rate", o.Driver.Name)
+	pc, err := newPacing(o.Driver, enc, o.Scenario, o.Rate, o.Speed, o.Seed)
+	if err != nil {
+		return nil, err
 	}
 	log := o.Logger
 	if log == nil {
@@ -175,12 +149,8 @@ func NewDevice(o Options) (*Device, error) {
 		log:      log.With("scenario", o.Scenario.Name),
 		enc:      enc,
 		scenario: o.Scenario,
-		tl:       newTimeline(o.Scenario),
-		period:   period,
-		speed:    speed,
-		maxBurst: max(1, int64(burstWindow/period)),
+		pacing:   pc,
 		link:     o.Link,
-		seed:     o.Seed,
 		sn:       o.DeviceSN,
 		onStep:   o.OnStep,
 		onHost:   o.OnHostWrite,
@@ -206,7 +176,7 @@ func NewDevice(o Options) (*Device, error) {
 		}
 	}
 	// The first step may be an unplug: then the device starts absent.
-	if m, _ := d.tl.at(0); !m.Unplug {
+	if m, _ := d.pacing.tl.at(0); !m.Unplug {
 		p, err := d.openPort()
 		if err != nil {
 			return nil, err
@@ -280,24 +250,17 @@ func (d *Device) Run(ctx context.Context) error {
 }
 
 func (d *Device) play(ctx context.Context) error {
-	pcg := rand.NewPCG(d.seed, 0)
-	rng := rand.New(pcg)
-	start := time.Now()
-	wallStart := start.Round(0)
+	pl := d.pacing.start()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
-	var next int64 // index of the next frame to render
-	lastStep, lastPass := -1, -1
 	buf := make([]byte, 0, 4096)
 	for {
-		elapsed := time.Since(start)
-		m, _ := d.tl.at(d.scenarioTime(elapsed))
+		elapsed, m, entered := pl.look()
 		if m.Ended {
 			d.log.Info("scenario ended")
 			return nil
 		}
-		if m.Step != lastStep || m.Pass != lastPass {
-			lastStep, lastPass = m.Step, m.Pass
+		if entered {
 			d.enterStep(m)
 		}
 		switch plugged := d.currentPort() != nil; {
@@ -309,23 +272,8 @@ func (d *Device) play(ctx context.Context) error {
 			}
 		}
 
-		due := int64(elapsed/d.period) + 1 // frames scheduled at or before now
-		if due-next > d.maxBurst {
-			d.skipped.Add(uint64(due - next - d.maxBurst))
-			next = due - d.maxBurst
-		}
 		buf = buf[:0]
-		var n uint64
-		for ; next < due; next++ {
-			at := time.Duration(next) * d.period
-			// Frame k's noise depends on (seed, k) alone, whatever was
-			// skipped before it.
-			pcg.Seed(d.seed, uint64(next))
-			f, fm := d.tl.frame(d.scenarioTime(at), rng)
-			if fm.Ended || fm.Silent || fm.Unplug {
-				continue
-			}
-			f.Time = wallStart.Add(at)
+		n, skipped := pl.render(elapsed, func(f drivers.Frame, garbage int) {
 			f.DeviceSN = d.sn
 			if d.resp != nil {
 				// A device that is talked to says nothing of its own but
@@ -334,27 +282,16 @@ func (d *Device) play(ctx context.Context) error {
 				d.resp.SetFrame(f)
 				buf = append(buf, d.resp.Exchange(nil, time.Now())...)
 				d.respMu.Unlock()
-				n++
-				continue
+				return
 			}
-			buf = d.enc.Encode(buf, f)
-			if fm.Garbage > 0 {
-				buf = appendGarbage(buf, fm.Garbage, rng, d.delim)
-			}
-			n++
-		}
+			buf = pl.appendFrame(buf, d.enc, f, garbage, d.delim)
+		})
+		d.skipped.Add(skipped)
 		if n > 0 {
 			d.send(buf, n)
 		}
 
-		wake := time.Duration(next) * d.period
-		if b, ok := d.tl.nextBoundary(d.scenarioTime(elapsed)); ok {
-			// Rounded up so that waking there is inside the next step.
-			if wb := time.Duration(math.Ceil(float64(b) / d.speed)); wb < wake {
-				wake = wb
-			}
-		}
-		timer.Reset(wake - time.Since(start))
+		timer.Reset(pl.wake(elapsed) - time.Since(pl.startedAt))
 		select {
 		case <-ctx.Done():
 			return nil
@@ -365,21 +302,13 @@ func (d *Device) play(ctx context.Context) error {
 	}
 }
 
-// scenarioTime converts wall-clock time since Run started into scenario time.
-func (d *Device) scenarioTime(wall time.Duration) time.Duration {
-	if d.speed == 1 {
-		return wall
-	}
-	return time.Duration(float64(wall) * d.speed)
-}
-
 func (d *Device) enterStep(m Moment) {
 	d.mu.Lock()
 	d.step, d.stepName = m.Step, m.StepName
 	d.mu.Unlock()
 	d.log.Info("scenario step", "step", m.Step+1, "name", m.StepName, "pass", m.Pass+1)
 	if d.onStep != nil && m.Step >= 0 {
-		d.onStep(d.tl.segments[m.Step].step)
+		d.onStep(d.pacing.tl.segments[m.Step].step)
 	}
 }
 
@@ -594,4 +523,168 @@ func appendGarbage(dst []byte, n int, rng *rand.Rand, delim []byte) []byte {
 		dst = append(dst, b)
 	}
 	return append(dst, delim...)
+}
+
+// checkPlayback checks what Options and TCPOptions share before an encoder
+// is made: a driver that has one, a valid scenario, rate and speed in range.
+func checkPlayback(driver *drivers.Driver, sc *Scenario, rate, speed float64) error {
+	if driver == nil {
+		return errors.New("simulator: no driver")
+	}
+	if driver.NewEncoder == nil {
+		return fmt.Errorf("%w: %s", ErrNoEncoder, driver.Name)
+	}
+	if sc == nil {
+		return errors.New("simulator: no scenario")
+	}
+	if err := sc.Validate(); err != nil {
+		return err
+	}
+	if math.IsNaN(rate) || rate < 0 || rate > MaxRate {
+		return fmt.Errorf("simulator: rate %g frames/s is outside 0..%d", rate, MaxRate)
+	}
+	if math.IsNaN(speed) || speed < 0 || speed > MaxSpeed {
+		return fmt.Errorf("simulator: speed %g is outside 0..%d", speed, MaxSpeed)
+	}
+	return nil
+}
+
+// newEncoder makes the driver's encoder, with an error naming the driver.
+func newEncoder(driver *drivers.Driver, opts drivers.Options) (drivers.Encoder, error) {
+	enc, err := driver.NewEncoder(opts)
+	if err != nil {
+		return nil, fmt.Errorf("simulator: %s encoder: %w", driver.Name, err)
+	}
+	return enc, nil
+}
+
+// pacing is how a scenario is played, from options checkPlayback accepted:
+// one frame per period (1/rate, or the encoder's interval when the rate is
+// 0), scenario time running speed times as fast as the wall clock.
+type pacing struct {
+	tl       *timeline
+	period   time.Duration
+	speed    float64 // never 0
+	maxBurst int64   // most frames rendered in one catch-up (burstWindow)
+	seed     uint64
+}
+
+func newPacing(driver *drivers.Driver, enc drivers.Encoder, sc *Scenario, rate, speed float64, seed uint64) (pacing, error) {
+	period := enc.Interval()
+	if rate > 0 {
+		period = time.Duration(float64(time.Second) / rate)
+	}
+	if period <= 0 {
+		return pacing{}, fmt.Errorf("simulator: %s encoder has no interval; set a rate", driver.Name)
+	}
+	if speed == 0 {
+		speed = 1
+	}
+	return pacing{
+		tl:       newTimeline(sc),
+		period:   period,
+		speed:    speed,
+		maxBurst: max(1, int64(burstWindow/period)),
+		seed:     seed,
+	}, nil
+}
+
+// scenarioTime converts wall-clock time since the start into scenario time.
+func (pc pacing) scenarioTime(wall time.Duration) time.Duration {
+	if pc.speed == 1 {
+		return wall
+	}
+	return time.Duration(float64(wall) * pc.speed)
+}
+
+// start begins one playback of the scenario, from its start, now.
+func (pc pacing) start() *player {
+	pcg := rand.NewPCG(pc.seed, 0)
+	now := time.Now()
+	return &player{
+		pacing:    pc,
+		pcg:       pcg,
+		rng:       rand.New(pcg),
+		startedAt: now,
+		wallStart: now.Round(0),
+		lastStep:  -1,
+		lastPass:  -1,
+	}
+}
+
+// player is one playback: where in the scenario it is and which frames it
+// has rendered. Device and TCPSender each loop over look, render (sending
+// what it rendered their own way) and wake. One goroutine only.
+type player struct {
+	pacing
+	pcg *rand.PCG
+	// rng is the noise source, reseeded per frame; appendFrame draws the
+	// frame's garbage from it too.
+	rng                *rand.Rand
+	startedAt          time.Time // elapsed time is measured from it (monotonic)
+	wallStart          time.Time // the frames' time stamps count from it
+	next               int64     // index of the next frame to render
+	lastStep, lastPass int
+}
+
+// look returns the wall-clock time since the start, the scenario's moment
+// then, and whether a step (or a looping scenario's pass) began since the
+// last look.
+func (p *player) look() (elapsed time.Duration, m Moment, entered bool) {
+	elapsed = time.Since(p.startedAt)
+	m, _ = p.tl.at(p.scenarioTime(elapsed))
+	if m.Step != p.lastStep || m.Pass != p.lastPass {
+		p.lastStep, p.lastPass = m.Step, m.Pass
+		entered = true
+	}
+	return elapsed, m, entered
+}
+
+// render calls emit for every frame due by elapsed that the scenario lets
+// out (not silent, not unplugged), with the number of garbage bytes its step
+// adds after it. It returns how many frames it emitted, and how many it
+// skipped because the player fell more than burstWindow behind.
+func (p *player) render(elapsed time.Duration, emit func(f drivers.Frame, garbage int)) (n, skipped uint64) {
+	due := int64(elapsed/p.period) + 1 // frames scheduled at or before now
+	if due-p.next > p.maxBurst {
+		skipped = uint64(due - p.next - p.maxBurst)
+		p.next = due - p.maxBurst
+	}
+	for ; p.next < due; p.next++ {
+		at := time.Duration(p.next) * p.period
+		// Frame k's noise depends on (seed, k) alone, whatever was
+		// skipped before it.
+		p.pcg.Seed(p.seed, uint64(p.next))
+		f, fm := p.tl.frame(p.scenarioTime(at), p.rng)
+		if fm.Ended || fm.Silent || fm.Unplug {
+			continue
+		}
+		f.Time = p.wallStart.Add(at)
+		emit(f, fm.Garbage)
+		n++
+	}
+	return n, skipped
+}
+
+// appendFrame encodes f and, when garbage > 0, that many garbage bytes and
+// delim after it.
+func (p *player) appendFrame(dst []byte, enc drivers.Encoder, f drivers.Frame, garbage int, delim []byte) []byte {
+	dst = enc.Encode(dst, f)
+	if garbage > 0 {
+		dst = appendGarbage(dst, garbage, p.rng, delim)
+	}
+	return dst
+}
+
+// wake is when, as time since the start, the player next has something to
+// do: the next frame is due or the next step begins.
+func (p *player) wake(elapsed time.Duration) time.Duration {
+	wake := time.Duration(p.next) * p.period
+	if b, ok := p.tl.nextBoundary(p.scenarioTime(elapsed)); ok {
+		// Rounded up so that waking there is inside the next step.
+		if wb := time.Duration(math.Ceil(float64(b) / p.speed)); wb < wake {
+			wake = wb
+		}
+	}
+	return wake
 }

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
-	"math/rand/v2"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -73,11 +71,7 @@ type TCPOptions struct {
 type TCPSender struct {
 	log          *slog.Logger
 	enc          drivers.Encoder
-	tl           *timeline
-	period       time.Duration
-	speed        float64
-	maxBurst     int64
-	seed         uint64
+	pacing       pacing
 	addr         string
 	garbageDelim []byte
 
@@ -89,51 +83,29 @@ type TCPSender struct {
 
 // NewTCPSender checks the options. Nothing is connected until Run.
 func NewTCPSender(o TCPOptions) (*TCPSender, error) {
-	if o.Driver == nil {
-		return nil, errors.New("simulator: no driver")
-	}
-	if o.Driver.NewEncoder == nil {
-		return nil, fmt.Errorf("%w: %s", ErrNoEncoder, o.Driver.Name)
-	}
-	if o.Scenario == nil {
-		return nil, errors.New("simulator: no scenario")
-	}
-	if err := o.Scenario.Validate(); err != nil {
+	if err := checkPlayback(o.Driver, o.Scenario, o.Rate, o.Speed); err != nil {
 		return nil, err
-	}
-	if math.IsNaN(o.Rate) || o.Rate < 0 || o.Rate > MaxRate {
-		return nil, fmt.Errorf("simulator: rate %g frames/s is outside 0..%d", o.Rate, MaxRate)
-	}
-	speed := o.Speed
-	if speed == 0 {
-		speed = 1
-	}
-	if math.IsNaN(speed) || speed < 0 || speed > MaxSpeed {
-		return nil, fmt.Errorf("simulator: speed %g is outside 0..%d", o.Speed, MaxSpeed)
 	}
 	if _, _, err := net.SplitHostPort(o.Addr); err != nil {
 		return nil, fmt.Errorf("simulator: address %q: %w", o.Addr, err)
 	}
-	enc, err := o.Driver.NewEncoder(o.DriverOptions)
+	enc, err := newEncoder(o.Driver, o.DriverOptions)
 	if err != nil {
-		return nil, fmt.Errorf("simulator: %s encoder: %w", o.Driver.Name, err)
+		return nil, err
 	}
 	// The sample comes from an encoder of its own, so the one that plays
 	// starts its message counter (the HL7 control id) at the first frame.
-	probe, err := o.Driver.NewEncoder(o.DriverOptions)
+	probe, err := newEncoder(o.Driver, o.DriverOptions)
 	if err != nil {
-		return nil, fmt.Errorf("simulator: %s encoder: %w", o.Driver.Name, err)
+		return nil, err
 	}
 	sample := probe.Encode(nil, drivers.Frame{Time: time.Now(), Values: map[drivers.MetricID]float64{}})
 	if len(sample) < 3 || sample[0] != mllpStart || !bytes.HasSuffix(sample, []byte{mllpEnd, mllpCR}) {
 		return nil, fmt.Errorf("%w: %s", ErrNotMLLP, o.Driver.Name)
 	}
-	period := enc.Interval()
-	if o.Rate > 0 {
-		period = time.Duration(float64(time.Second) / o.Rate)
-	}
-	if period <= 0 {
-		return nil, fmt.Errorf("simulator: %s encoder has no interval; set a rate", o.Driver.Name)
+	pc, err := newPacing(o.Driver, enc, o.Scenario, o.Rate, o.Speed, o.Seed)
+	if err != nil {
+		return nil, err
 	}
 	log := o.Logger
 	if log == nil {
@@ -142,11 +114,7 @@ func NewTCPSender(o TCPOptions) (*TCPSender, error) {
 	return &TCPSender{
 		log:          log.With("scenario", o.Scenario.Name, "addr", o.Addr),
 		enc:          enc,
-		tl:           newTimeline(o.Scenario),
-		period:       period,
-		speed:        speed,
-		maxBurst:     max(1, int64(burstWindow/period)),
-		seed:         o.Seed,
+		pacing:       pc,
 		addr:         o.Addr,
 		garbageDelim: frameDelimiter(sample),
 	}, nil
@@ -204,26 +172,19 @@ func (s *TCPSender) Run(ctx context.Context) error {
 		link = nil
 	}
 
-	pcg := rand.NewPCG(s.seed, 0)
-	rng := rand.New(pcg)
-	start := time.Now()
-	wallStart := start.Round(0)
+	pl := s.pacing.start()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
-	var next int64 // index of the next frame to render
-	lastStep, lastPass := -1, -1
 	var nextDial time.Time // zero: at once
 	dialFailures := 0
 	buf := make([]byte, 0, 4096)
 	for {
-		elapsed := time.Since(start)
-		m, _ := s.tl.at(s.scenarioTime(elapsed))
+		elapsed, m, entered := pl.look()
 		if m.Ended {
 			s.log.Info("scenario ended")
 			return nil
 		}
-		if m.Step != lastStep || m.Pass != lastPass {
-			lastStep, lastPass = m.Step, m.Pass
+		if entered {
 			s.log.Info("scenario step", "step", m.Step+1, "name", m.StepName, "pass", m.Pass+1)
 			if m.Unplug {
 				s.unplugs.Add(1)
@@ -256,28 +217,11 @@ func (s *TCPSender) Run(ctx context.Context) error {
 			}(link)
 		}
 
-		due := int64(elapsed/s.period) + 1 // frames scheduled at or before now
-		if due-next > s.maxBurst {
-			s.skipped.Add(uint64(due - next - s.maxBurst))
-			next = due - s.maxBurst
-		}
 		buf = buf[:0]
-		var n uint64
-		for ; next < due; next++ {
-			at := time.Duration(next) * s.period
-			// Frame k's noise depends on (seed, k) alone, as on the pty.
-			pcg.Seed(s.seed, uint64(next))
-			f, fm := s.tl.frame(s.scenarioTime(at), rng)
-			if fm.Ended || fm.Silent || fm.Unplug {
-				continue
-			}
-			f.Time = wallStart.Add(at)
-			buf = s.enc.Encode(buf, f)
-			if fm.Garbage > 0 {
-				buf = appendGarbage(buf, fm.Garbage, rng, s.garbageDelim)
-			}
-			n++
-		}
+		n, skipped := pl.render(elapsed, func(f drivers.Frame, garbage int) {
+			buf = pl.appendFrame(buf, s.enc, f, garbage, s.garbageDelim)
+		})
+		s.skipped.Add(skipped)
 		if n > 0 {
 			if link == nil {
 				s.discarded.Add(n)
@@ -295,19 +239,13 @@ func (s *TCPSender) Run(ctx context.Context) error {
 			}
 		}
 
-		wake := time.Duration(next) * s.period
-		if b, ok := s.tl.nextBoundary(s.scenarioTime(elapsed)); ok {
-			// Rounded up so that waking there is inside the next step.
-			if wb := time.Duration(math.Ceil(float64(b) / s.speed)); wb < wake {
-				wake = wb
-			}
-		}
+		wake := pl.wake(elapsed)
 		if link == nil && !m.Unplug {
-			if wd := nextDial.Sub(start); wd < wake {
+			if wd := nextDial.Sub(pl.startedAt); wd < wake {
 				wake = wd
 			}
 		}
-		timer.Reset(wake - time.Since(start))
+		timer.Reset(wake - time.Since(pl.startedAt))
 		var lost <-chan struct{}
 		if link != nil {
 			lost = link.done
@@ -321,13 +259,6 @@ func (s *TCPSender) Run(ctx context.Context) error {
 		case <-timer.C:
 		}
 	}
-}
-
-func (s *TCPSender) scenarioTime(wall time.Duration) time.Duration {
-	if s.speed == 1 {
-		return wall
-	}
-	return time.Duration(float64(wall) * s.speed)
 }
 
 // readACKs reads the agent's answers until the connection fails or is

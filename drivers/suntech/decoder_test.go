@@ -57,7 +57,7 @@ func TestWorkedExamples(t *testing.T) {
 		if s.Frames != (drivertest.FrameCounts{OK: 1}) {
 			t.Fatalf("frames %+v", s.Frames)
 		}
-		if want := []string{"r", "r", "r", "r", "f:ok"}; !reflect.DeepEqual(s.Events, want) {
+		if want := []string{"r:nibp_systolic", "r:nibp_diastolic", "r:nibp_mean", "r:nibp_pulse_rate", "f:ok/0"}; !reflect.DeepEqual(s.Events, want) {
 			t.Fatalf("events %v, want readings before their frame", s.Events)
 		}
 		for _, r := range s.Readings {
@@ -230,10 +230,7 @@ func TestSplitAnywhere(t *testing.T) {
 		t.Fatalf("whole: frames %+v readings %v", whole.Frames, views(whole.Readings))
 	}
 	for cut := 0; cut <= len(input); cut++ {
-		s := &drivertest.Recorder{}
-		d := NewDecoder(PatientAdult)
-		d.Feed(input[:cut], testNow, s)
-		d.Feed(input[cut:], testNow, s)
+		s := drivertest.FeedCut(NewDecoder(PatientAdult), input, cut, testNow)
 		if s.Frames != whole.Frames || !reflect.DeepEqual(s.Events, whole.Events) || !reflect.DeepEqual(views(s.Readings), views(whole.Readings)) {
 			t.Fatalf("cut at %d: frames %+v events %v; whole %+v %v", cut, s.Frames, s.Events, whole.Frames, whole.Events)
 		}

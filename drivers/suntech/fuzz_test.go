@@ -58,10 +58,7 @@ func FuzzDecoder(f *testing.F) {
 		}
 
 		cut := int(split % uint(len(data)+1))
-		parts := &drivertest.Recorder{}
-		d = NewDecoder(PatientAdult)
-		d.Feed(data[:cut], testNow, parts)
-		d.Feed(data[cut:], testNow, parts)
+		parts := drivertest.FeedCut(NewDecoder(PatientAdult), data, cut, testNow)
 		if parts.Frames != whole.Frames || !reflect.DeepEqual(parts.Events, whole.Events) || !reflect.DeepEqual(views(parts.Readings), views(whole.Readings)) {
 			t.Fatalf("cut at %d: %+v %v; one call: %+v %v", cut, parts.Frames, views(parts.Readings), whole.Frames, views(whole.Readings))
 		}

@@ -1,8 +1,6 @@
 package suntech
 
 import (
-	"bytes"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -41,16 +39,8 @@ func TestCaptures(t *testing.T) {
 				t.Fatal(err)
 			}
 			input := hexBytes(t, string(text))
-			raw, err := os.ReadFile(strings.TrimSuffix(path, ".hex") + ".json")
-			if err != nil {
-				t.Fatalf("every capture needs a golden file: %v", err)
-			}
 			var want golden
-			dec := json.NewDecoder(bytes.NewReader(raw))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&want); err != nil {
-				t.Fatalf("golden file: %v", err)
-			}
+			drivertest.ReadGolden(t, strings.TrimSuffix(path, ".hex")+".json", &want)
 			if want.Source == "" {
 				t.Fatal("golden file names no source")
 			}
