@@ -550,3 +550,24 @@ func TestSilentDeviceIsReopened(t *testing.T) {
 	})
 	waitFor(t, "the reading", 10*time.Second, func() bool { return len(sub.readings("spo2")) == 2 })
 }
+
+// TestDeviceLinkRefusedStopsAgent: link settings the serial layer cannot
+// apply (1.5 stop bits on Linux) stop the agent with an error naming the
+// device, instead of leaving it silently unread.
+func TestDeviceLinkRefusedStopsAgent(t *testing.T) {
+	ox := newFakeOximeter(t)
+	cfg := testConfig(t, ox.link, "embedded")
+	cfg.Devices[0].StopBits = "1.5"
+	done := make(chan error, 1)
+	go func() {
+		done <- agent.Run(context.Background(), cfg, agent.Options{Logger: slog.New(slog.DiscardHandler)})
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "oximeter-1") {
+			t.Errorf("agent.Run = %v, want an error naming the device", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("agent kept running with a device it cannot open")
+	}
+}

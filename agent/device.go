@@ -82,20 +82,25 @@ func (d *device) run(ctx context.Context) error {
 	d.runCtx = ctx
 	d.mu.Unlock()
 
+	// The watchdog and the schedule stop with the connection loop, also
+	// when it fails (link settings the port cannot take).
+	loopCtx, stop := context.WithCancel(ctx)
+	defer stop()
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		d.watch(ctx)
+		d.watch(loopCtx)
 	}()
 	if d.nibpEvery > 0 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			d.scheduleNIBP(ctx)
+			d.scheduleNIBP(loopCtx)
 		}()
 	}
 	err := d.connect(ctx)
+	stop()
 	wg.Wait()
 	d.mu.Lock()
 	d.endConnection()
