@@ -19,7 +19,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -48,10 +47,6 @@ const defaultResolveTimeout = 5 * time.Minute
 // maxErrorBody bounds how much of an error response is kept in the Result:
 // enough for Alertmanager's validation message, never a whole page.
 const maxErrorBody = 512
-
-// maxRetryAfter caps a server's Retry-After so a bogus header cannot park a
-// clinical alarm for hours.
-const maxRetryAfter = 5 * time.Minute
 
 // Config of one Alertmanager channel.
 type Config struct {
@@ -178,28 +173,14 @@ func New(c Config, logger *slog.Logger) (*Notifier, error) {
 		n.resendEvery = DefaultResendEvery
 	}
 	if c.UsernameFile != "" {
-		if n.username, err = readSecret(c.UsernameFile); err != nil {
+		if n.username, err = notify.ReadPasswordFile(c.UsernameFile); err != nil {
 			return nil, bad("username_file: %v", err)
 		}
-		if n.password, err = readSecret(c.PasswordFile); err != nil {
+		if n.password, err = notify.ReadPasswordFile(c.PasswordFile); err != nil {
 			return nil, bad("password_file: %v", err)
 		}
 	}
 	return n, nil
-}
-
-// readSecret reads a one-line secret file. Errors name the file, never its
-// content.
-func readSecret(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", err
-	}
-	s := strings.TrimRight(string(b), "\r\n")
-	if s == "" {
-		return "", fmt.Errorf("%s is empty", path)
-	}
-	return s, nil
 }
 
 // Name is the channel's configured name.
@@ -417,33 +398,13 @@ func (n *Notifier) post(ctx context.Context, batch []postableAlert) notify.Resul
 	// Drain a little more so the connection can be reused; never unbounded.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 
-	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+	verdict := notify.VerdictForStatus(resp.StatusCode)
+	if verdict == notify.Delivered {
 		return notify.Result{Verdict: notify.Delivered}
 	}
 	statusErr := &StatusError{Code: resp.StatusCode, Body: strings.TrimSpace(strings.ToValidUTF8(string(head), "\uFFFD"))}
-	switch {
-	case resp.StatusCode == http.StatusRequestTimeout, resp.StatusCode == http.StatusTooManyRequests, resp.StatusCode >= 500:
-		return notify.Result{Verdict: notify.Retry, Err: statusErr, RetryAfter: retryAfter(resp.Header.Get("Retry-After"), n.now())}
-	default:
-		return notify.Result{Verdict: notify.GiveUp, Err: statusErr}
+	if verdict == notify.Retry {
+		return notify.Result{Verdict: notify.Retry, Err: statusErr, RetryAfter: notify.RetryAfter(resp.Header.Get("Retry-After"), n.now(), notify.MaxRetryAfter)}
 	}
-}
-
-// retryAfter reads a Retry-After header: delay-seconds or an HTTP date
-// (RFC 9110 section 10.2.3). Unparsable or past values give 0.
-func retryAfter(h string, now time.Time) time.Duration {
-	h = strings.TrimSpace(h)
-	if h == "" {
-		return 0
-	}
-	var d time.Duration
-	if secs, err := strconv.ParseUint(h, 10, 32); err == nil {
-		d = time.Duration(secs) * time.Second
-	} else if t, err := http.ParseTime(h); err == nil {
-		d = t.Sub(now)
-	}
-	if d < 0 {
-		return 0
-	}
-	return min(d, maxRetryAfter)
+	return notify.Result{Verdict: notify.GiveUp, Err: statusErr}
 }

@@ -248,7 +248,7 @@ func TestStatusVerdicts(t *testing.T) {
 		{429, http.Header{"Retry-After": {"7"}}, notify.Retry, 7 * time.Second},
 		{500, nil, notify.Retry, 0},
 		{503, http.Header{"Retry-After": {clock.Add(90 * time.Second).Format(http.TimeFormat)}}, notify.Retry, 90 * time.Second},
-		{503, http.Header{"Retry-After": {"86400"}}, notify.Retry, maxRetryAfter},
+		{503, http.Header{"Retry-After": {"86400"}}, notify.Retry, notify.MaxRetryAfter},
 		{503, http.Header{"Retry-After": {"soon"}}, notify.Retry, 0},
 	} {
 		rec, srv := newRecorder(t)

@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/vigil-monitor/vigil/agent/alarm"
+	"github.com/vigil-monitor/vigil/agent/notify"
 )
 
 // ntfy priorities, https://docs.ntfy.sh/publish/#message-priority. Sent as
@@ -94,10 +95,10 @@ func buildMessage(ev alarm.Event, extraTags []string) message {
 	}
 
 	title := marker + " " + status + headline
-	if room := oneLine(ev.Room, maxTitleRunes); room != "" {
+	if room := notify.OneLine(ev.Room, maxTitleRunes); room != "" {
 		title += " — " + room
 	}
-	m.title = oneLine(title, maxTitleRunes)
+	m.title = notify.OneLine(title, maxTitleRunes)
 
 	m.tags = append(m.tags, statusTag)
 	if kind := tagSafe(string(ev.Kind)); kind != "" {
@@ -212,14 +213,14 @@ func headline(ev alarm.Event) string {
 		}
 		parts = append(parts, kind+" alarm")
 	}
-	return upperFirst(oneLine(strings.Join(parts, " "), maxTitleRunes))
+	return upperFirst(notify.OneLine(strings.Join(parts, " "), maxTitleRunes))
 }
 
 // body is the event's one-line text, starting with the priority marker
 // (clinical.md 1). An event without text gets one composed from its fields,
 // so the message is never blank.
 func body(ev alarm.Event, marker, headline string) string {
-	text := oneLine(ev.Text, maxMessageBytes)
+	text := notify.OneLine(ev.Text, maxMessageBytes)
 	if text == "" {
 		text = composeText(ev, headline)
 	}
@@ -247,7 +248,7 @@ func composeText(ev alarm.Event, headline string) string {
 	if ev.Device != "" {
 		b.WriteString(", device " + ev.Device)
 	}
-	return oneLine(b.String(), maxMessageBytes)
+	return notify.OneLine(b.String(), maxMessageBytes)
 }
 
 func withUnit(v float64, unit string) string {
@@ -260,7 +261,7 @@ func withUnit(v float64, unit string) string {
 
 // tagSafe makes s usable as one tag: no commas, no control characters.
 func tagSafe(s string) string {
-	return strings.ReplaceAll(oneLine(s, 64), ",", " ")
+	return strings.ReplaceAll(notify.OneLine(s, 64), ",", " ")
 }
 
 func upperFirst(s string) string {

@@ -14,11 +14,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
-	"os"
 	"regexp"
 	"strings"
 	"time"
@@ -46,10 +44,6 @@ type Config struct {
 	// Tags are added to every message after Vigil's own (see README).
 	Tags []string
 }
-
-// maxSecretFile bounds a token or password file; a larger file is surely
-// not a secret (a key or certificate picked by mistake).
-const maxSecretFile = 4096
 
 // topicPattern is what ntfy accepts as a topic name: letters, digits,
 // underscores and dashes, at most 64 characters.
@@ -134,13 +128,9 @@ func New(c Config, logger *slog.Logger) (*Notifier, error) {
 	case c.TokenFile != "" && (c.Username != "" || c.PasswordFile != ""):
 		return nil, bad("token_file", "set either token_file or username and password_file, not both")
 	case c.TokenFile != "":
-		token, err := readSecret(c.TokenFile)
+		token, err := notify.ReadSecretFile(c.TokenFile)
 		if err != nil {
 			return nil, bad("token_file", "%v", err)
-		}
-		token = strings.TrimSpace(token)
-		if token == "" {
-			return nil, bad("token_file", "%s holds only whitespace", c.TokenFile)
 		}
 		if !isVisibleASCII(token) {
 			// Never quote it: the message would print the secret.
@@ -160,13 +150,9 @@ func New(c Config, logger *slog.Logger) (*Notifier, error) {
 		if strings.Contains(c.Username, ":") || !isPrintable(c.Username) {
 			return nil, bad("username", "must not contain a colon or control characters")
 		}
-		password, err := readSecret(c.PasswordFile)
+		password, err := notify.ReadPasswordFile(c.PasswordFile)
 		if err != nil {
 			return nil, bad("password_file", "%v", err)
-		}
-		password = strings.TrimRight(password, "\r\n")
-		if password == "" {
-			return nil, bad("password_file", "%s is empty", c.PasswordFile)
 		}
 		if !isPrintable(password) {
 			return nil, bad("password_file", "%s must hold one line with no control characters", c.PasswordFile)
@@ -229,31 +215,6 @@ func checkTags(in []string) ([]string, error) {
 	return out, nil
 }
 
-// readSecret reads a small secret file. Errors name the file, never its
-// content.
-func readSecret(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", fmt.Errorf("cannot read %s: %w", path, fsReason(err))
-	}
-	defer f.Close()
-	info, err := f.Stat()
-	if err != nil {
-		return "", fmt.Errorf("cannot read %s: %w", path, fsReason(err))
-	}
-	if !info.Mode().IsRegular() {
-		return "", fmt.Errorf("%s is not a regular file", path)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
-	if err != nil {
-		return "", fmt.Errorf("cannot read %s: %w", path, fsReason(err))
-	}
-	if len(data) > maxSecretFile {
-		return "", fmt.Errorf("%s is larger than %d bytes; is it the right file?", path, maxSecretFile)
-	}
-	return string(data), nil
-}
-
 // Name is the channel's configured name.
 func (n *Notifier) Name() string { return n.name }
 
@@ -280,7 +241,7 @@ func (n *Notifier) Notify(ctx context.Context, ev alarm.Event) notify.Result {
 
 	resp, err := n.client.Do(req)
 	if err != nil {
-		res := notify.Result{Verdict: notify.Retry, Err: fmt.Errorf("ntfy %s: %w", n.name, redactURL(err))}
+		res := notify.Result{Verdict: notify.Retry, Err: fmt.Errorf("ntfy %s: POST failed: %w", n.name, notify.WithoutURL(err))}
 		n.logger.Debug("ntfy send failed", "alarm_id", ev.AlarmID, "event_id", ev.EventID, "phase", string(ev.Phase), "verdict", res.Verdict.String(), "err", res.Err)
 		return res
 	}
@@ -292,36 +253,6 @@ func (n *Notifier) Notify(ctx context.Context, ev alarm.Event) notify.Result {
 	n.logger.Debug("ntfy answered", "alarm_id", ev.AlarmID, "event_id", ev.EventID, "phase", string(ev.Phase),
 		"status", resp.StatusCode, "verdict", res.Verdict.String(), "retry_after", res.RetryAfter)
 	return res
-}
-
-// scrub replaces every secret in s.
-func scrub(s string, secrets []string) string {
-	for _, secret := range secrets {
-		if secret != "" {
-			s = strings.ReplaceAll(s, secret, "[redacted]")
-		}
-	}
-	return s
-}
-
-// redactURL drops the request URL that net/http puts in its errors
-// ("Post \"https://host/topic\": ..."): the topic may be secret.
-func redactURL(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return fmt.Errorf("POST failed: %w", ue.Err)
-	}
-	return err
-}
-
-// fsReason strips the path os errors repeat ("open /x: permission denied"
-// gives "permission denied"); the caller names the file once.
-func fsReason(err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }
 
 func isVisibleASCII(s string) bool {

@@ -49,6 +49,11 @@ func (e *APIError) Error() string {
 
 func (e *APIError) Unwrap() error { return e.Err }
 
+// maxRetryAfter caps Pushover's Retry-After. Pushover's waits are longer
+// than other services' (its 429 means the monthly message limit is
+// reached), so the cap is a day rather than notify.MaxRetryAfter.
+const maxRetryAfter = 24 * time.Hour
+
 // maxAnswerBytes bounds what is read of an answer: Pushover's are a few
 // hundred bytes; a proxy's error page is not worth more.
 const maxAnswerBytes = 64 << 10
@@ -132,7 +137,7 @@ func (n *Notifier) call(ctx context.Context, op, method, path string, form url.V
 	resp, err := n.client.Do(req)
 	if err != nil {
 		return notify.Result{Verdict: notify.Retry, RetryAfter: n.minRetryWait,
-			Err: &APIError{Op: op, Err: withoutURL(err)}}
+			Err: &APIError{Op: op, Err: notify.WithoutURL(err)}}
 	}
 	defer resp.Body.Close()
 	raw, readErr := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes))
@@ -141,8 +146,8 @@ func (n *Notifier) call(ctx context.Context, op, method, path string, form url.V
 	apiErr := &APIError{Op: op, StatusCode: resp.StatusCode, Errors: a.Errors}
 
 	code := resp.StatusCode
-	switch {
-	case code >= 200 && code < 300:
+	switch notify.VerdictForStatus(code) {
+	case notify.Delivered:
 		if readErr != nil || decodeErr != nil {
 			// Accepted or not? Unknown: sending again risks a duplicate,
 			// not sending risks a lost alarm; a duplicate is the safer error.
@@ -154,9 +159,9 @@ func (n *Notifier) call(ctx context.Context, op, method, path string, form url.V
 			return notify.Result{Verdict: notify.Retry, RetryAfter: n.minRetryWait, Err: apiErr}
 		}
 		return notify.Result{Verdict: notify.Delivered}
-	case code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500:
+	case notify.Retry:
 		wait := n.minRetryWait
-		if asked := retryAfter(resp.Header.Get("Retry-After"), n.now()); asked > wait {
+		if asked := notify.RetryAfter(resp.Header.Get("Retry-After"), n.now(), maxRetryAfter); asked > wait {
 			wait = asked
 		}
 		return notify.Result{Verdict: notify.Retry, RetryAfter: wait, Err: apiErr}
@@ -166,39 +171,6 @@ func (n *Notifier) call(ctx context.Context, op, method, path string, form url.V
 		}
 		return notify.Result{Verdict: notify.GiveUp, Err: apiErr}
 	}
-}
-
-// withoutURL returns the cause of a client error without the request URL,
-// which for receipt polls carries the application token.
-func withoutURL(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
-}
-
-// retryAfter reads a Retry-After header: delay seconds or an HTTP date.
-func retryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs <= 0 {
-			return 0
-		}
-		if secs > int64(24*time.Hour/time.Second) {
-			secs = int64(24 * time.Hour / time.Second)
-		}
-		return time.Duration(secs) * time.Second
-	}
-	if at, err := http.ParseTime(v); err == nil {
-		if d := at.Sub(now); d > 0 {
-			return min(d, 24*time.Hour)
-		}
-	}
-	return 0
 }
 
 // redactAll removes the credentials from text Pushover sent back, in case an

@@ -9,10 +9,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -231,50 +229,20 @@ func newNotifier(c Config, logger *slog.Logger, apiURL string, pollInterval time
 	}, nil
 }
 
-// maxCredentialFileBytes: a credential file holds one 30-character key and a
-// newline; more is a wrong path (a log, a device file), not a key.
-const maxCredentialFileBytes = 4096
-
 // readCredential reads a token or user key file. Its errors describe the
 // file and the expected shape, never the content.
 func readCredential(path string) (string, error) {
 	if path == "" {
 		return "", errors.New("not set")
 	}
-	f, err := os.Open(path)
+	key, err := notify.ReadSecretFile(path)
 	if err != nil {
-		return "", fmt.Errorf("cannot read %s: %w", path, pathCause(err))
+		return "", err
 	}
-	defer f.Close()
-	info, err := f.Stat()
-	if err != nil {
-		return "", fmt.Errorf("cannot read %s: %w", path, pathCause(err))
-	}
-	if !info.Mode().IsRegular() {
-		return "", fmt.Errorf("%s is not a regular file", path)
-	}
-	raw, err := io.ReadAll(io.LimitReader(f, maxCredentialFileBytes+1))
-	if err != nil {
-		return "", fmt.Errorf("cannot read %s: %w", path, pathCause(err))
-	}
-	if len(raw) > maxCredentialFileBytes {
-		return "", fmt.Errorf("%s is larger than %d bytes; it should hold one key", path, maxCredentialFileBytes)
-	}
-	key := strings.TrimSpace(string(raw))
 	if !credentialPattern.MatchString(key) {
 		return "", fmt.Errorf("%s does not hold a Pushover key (30 characters [A-Za-z0-9]; found %d characters)", path, len([]rune(key)))
 	}
 	return key, nil
-}
-
-// pathCause drops the path an *os.PathError repeats, keeping the cause
-// ("no such file or directory") for the message.
-func pathCause(err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }
 
 // Name is the channel's configured name.

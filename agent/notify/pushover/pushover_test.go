@@ -597,8 +597,8 @@ func TestRetryAfterHeader(t *testing.T) {
 		"Tue, 04 Mar 2025 09:00:00 GMT": 0,
 	}
 	for in, want := range cases {
-		if got := retryAfter(in, now); got != want {
-			t.Errorf("retryAfter(%q) = %s, want %s", in, got, want)
+		if got := notify.RetryAfter(in, now, maxRetryAfter); got != want {
+			t.Errorf("RetryAfter(%q, now, %s) = %s, want %s", in, maxRetryAfter, got, want)
 		}
 	}
 }

@@ -11,14 +11,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -38,10 +35,6 @@ const (
 // shorter than its 32-byte output can be guessed offline from one signed
 // request. `openssl rand -hex 32` gives a good one.
 const minSecretBytes = 16
-
-// maxSecretFile bounds the secret file; a larger file is surely not a
-// secret (a key or certificate picked by mistake).
-const maxSecretFile = 4096
 
 // Config of one webhook channel.
 type Config struct {
@@ -115,11 +108,10 @@ func New(c Config, logger *slog.Logger) (*Notifier, error) {
 	if c.SecretFile == "" {
 		return nil, bad("secret_file", "is required: receivers verify every request with it")
 	}
-	secret, err := readSecret(c.SecretFile)
+	secret, err := notify.ReadSecretFile(c.SecretFile)
 	if err != nil {
 		return nil, bad("secret_file", "%v", err)
 	}
-	secret = strings.TrimSpace(secret)
 	if len(secret) < minSecretBytes {
 		return nil, bad("secret_file", "%s holds %d bytes; use at least %d (openssl rand -hex 32)", c.SecretFile, len(secret), minSecretBytes)
 	}
@@ -151,40 +143,6 @@ func New(c Config, logger *slog.Logger) (*Notifier, error) {
 	}
 	n.logger.Info("webhook channel ready", "host", u.Host, "timeout", n.timeout)
 	return n, nil
-}
-
-// readSecret reads a small secret file. Errors name the file, never its
-// content.
-func readSecret(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", fmt.Errorf("cannot read %s: %w", path, fsReason(err))
-	}
-	defer f.Close()
-	info, err := f.Stat()
-	if err != nil {
-		return "", fmt.Errorf("cannot read %s: %w", path, fsReason(err))
-	}
-	if !info.Mode().IsRegular() {
-		return "", fmt.Errorf("%s is not a regular file", path)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
-	if err != nil {
-		return "", fmt.Errorf("cannot read %s: %w", path, fsReason(err))
-	}
-	if len(data) > maxSecretFile {
-		return "", fmt.Errorf("%s is larger than %d bytes; is it the right file?", path, maxSecretFile)
-	}
-	return string(data), nil
-}
-
-// fsReason strips the path os errors repeat; the caller names the file once.
-func fsReason(err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }
 
 // Name is the channel's configured name.
@@ -262,7 +220,7 @@ func (n *Notifier) Notify(ctx context.Context, ev alarm.Event) notify.Result {
 
 	resp, err := n.client.Do(req)
 	if err != nil {
-		res := notify.Result{Verdict: notify.Retry, Err: fmt.Errorf("webhook %s: %w", n.name, redactURL(err))}
+		res := notify.Result{Verdict: notify.Retry, Err: fmt.Errorf("webhook %s: POST failed: %w", n.name, notify.WithoutURL(err))}
 		n.logger.Debug("webhook send failed", "alarm_id", ev.AlarmID, "event_id", ev.EventID, "phase", string(ev.Phase), "verdict", res.Verdict.String(), "err", res.Err)
 		return res
 	}
@@ -274,14 +232,4 @@ func (n *Notifier) Notify(ctx context.Context, ev alarm.Event) notify.Result {
 	n.logger.Debug("webhook answered", "alarm_id", ev.AlarmID, "event_id", ev.EventID, "phase", string(ev.Phase),
 		"status", resp.StatusCode, "verdict", res.Verdict.String(), "retry_after", res.RetryAfter)
 	return res
-}
-
-// redactURL drops the request URL that net/http puts in its errors
-// ("Post \"https://host/path?token=...\": ..."): it may hold a token.
-func redactURL(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return fmt.Errorf("POST failed: %w", ue.Err)
-	}
-	return err
 }

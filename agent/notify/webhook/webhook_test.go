@@ -375,7 +375,7 @@ func TestNotifyVerdictByStatus(t *testing.T) {
 		{status: 307, want: notify.GiveUp, wantBody: "redirect not followed; set url to the receiver's final address"},
 		{status: 408, want: notify.Retry},
 		{status: 429, retryAfter: "12", want: notify.Retry, wantAfter: 12 * time.Second},
-		{status: 429, retryAfter: "999999", want: notify.Retry, wantAfter: maxRetryAfter},
+		{status: 429, retryAfter: "999999", want: notify.Retry, wantAfter: notify.MaxRetryAfter},
 		{status: 429, retryAfter: "-1", want: notify.Retry},
 		{status: 503, retryAfter: now.Add(45 * time.Second).Format(http.TimeFormat), want: notify.Retry, wantAfter: 45 * time.Second},
 		{status: 500, body: strings.Repeat("x", 300), want: notify.Retry, wantBody: strings.Repeat("x", maxErrorDetail) + "…"},
@@ -514,7 +514,7 @@ func TestNewRejectsBadConfigNamingTheKey(t *testing.T) {
 		{"secret file is a directory", Config{Name: "w", URL: "https://r.example/h", SecretFile: dir}, "secret_file"},
 		{"empty secret", Config{Name: "w", URL: "https://r.example/h", SecretFile: writeFile(t, "empty", "\n")}, "secret_file"},
 		{"short secret", Config{Name: "w", URL: "https://r.example/h", SecretFile: writeFile(t, "short", "  fifteen-bytes!\n")}, "secret_file"},
-		{"huge secret file", Config{Name: "w", URL: "https://r.example/h", SecretFile: writeFile(t, "huge", strings.Repeat("s", maxSecretFile+1))}, "secret_file"},
+		{"huge secret file", Config{Name: "w", URL: "https://r.example/h", SecretFile: writeFile(t, "huge", strings.Repeat("s", notify.MaxSecretFileBytes+1))}, "secret_file"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
