@@ -19,6 +19,9 @@ type Config struct {
 	MQTT    MQTT     `yaml:"mqtt"`
 	HTTP    HTTP     `yaml:"http"`
 	Metrics Metrics  `yaml:"metrics"`
+	// Alarms and Notify are described in alarms.go.
+	Alarms AlarmsConfig `yaml:"-"`
+	Notify NotifyConfig `yaml:"-"`
 }
 
 // Device is one bedside device.

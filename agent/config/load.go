@@ -53,6 +53,7 @@ func Parse(file string, data []byte) (*Config, error) {
 	if root := w.document(data); root != nil {
 		w.config(root, cfg)
 		w.crossCheck(cfg)
+		w.crossCheckAlarms(cfg)
 	}
 	if len(w.problems) > 0 {
 		slices.SortStableFunc(w.problems, func(a, b Problem) int {

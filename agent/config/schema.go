@@ -16,7 +16,7 @@ import (
 
 // The keys each mapping accepts, in the order the example config lists them.
 var (
-	topKeys     = []string{"site", "room", "devices", "mqtt", "http", "metrics"}
+	topKeys     = []string{"site", "room", "devices", "mqtt", "http", "metrics", "alarms", "notify"}
 	deviceKeys  = []string{"id", "driver", "port", "usb", "baud", "data_bits", "parity", "stop_bits", "stale_after", "silent_after", "nibp"}
 	usbKeys     = []string{"vid", "pid", "serial"}
 	mqttKeys    = []string{"url", "listen", "client_id", "username", "password_file", "ca_file", "cert_file", "key_file", "topic_prefix", "keep_alive"}
@@ -70,6 +70,10 @@ func (w *walker) config(root *yaml.Node, c *Config) {
 			w.http(p, &c.HTTP)
 		case "metrics":
 			w.metrics(p, &c.Metrics)
+		case "alarms":
+			w.alarms(p, &c.Alarms)
+		case "notify":
+			w.notify(p, &c.Notify)
 		default:
 			w.unknown(p, topKeys, "")
 		}
