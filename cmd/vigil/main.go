@@ -81,6 +81,7 @@ run the daemon with "vigil run --config FILE".`,
 		newSimulateCommand(),
 		newDevicesCommand(),
 		newNIBPCommand(),
+		newNotifyCommand(),
 		newVersionCommand(),
 	)
 	return root
