@@ -142,13 +142,18 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		return fmt.Errorf("mqtt: %w", err)
 	}
 
+	al, err := newAlarms(cfg, pub, logger)
+	if err != nil {
+		return fmt.Errorf("alarms: %w", err)
+	}
+
 	// Every device exists before anything that may address it starts.
 	var listened []*device
 	for _, s := range specs {
-		d := newDevice(s, []StatusConsumer{m, pub}, m.Reconnected, logger)
+		d := newDevice(s, []StatusConsumer{m, pub, al}, m.Reconnected, logger)
 		d.pipe = &pipeline{
 			device:       s.cfg.ID,
-			consumers:    []ReadingConsumer{m, pub},
+			consumers:    []ReadingConsumer{m, pub, al},
 			frames:       m,
 			onFrame:      d.frameSeen,
 			onConditions: d.conditionsChanged,
@@ -227,6 +232,15 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		}
 	}
 	srv.Handle("POST /api/v1/devices/{device}/commands/{command}", commandHandler(devices, logger))
+	srv.Handle("GET /api/v1/alarms", al.listHandler())
+	srv.Handle("POST /api/v1/alarms/ack/{alarm...}", al.ackHandler())
+	alarmCtx, stopAlarms := context.WithCancel(runCtx)
+	defer stopAlarms()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		al.run(alarmCtx)
+	}()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -247,6 +261,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	}
 
 	logger.Info("stopping")
+	al.stop()
 	stopDevices()
 	devWG.Wait()
 	closeCtx, closeCancel := context.WithTimeout(context.Background(), shutdownTimeout)
