@@ -82,6 +82,7 @@ run the daemon with "vigil run --config FILE".`,
 		newDevicesCommand(),
 		newNIBPCommand(),
 		newNotifyCommand(),
+		newAlarmsCommand(),
 		newVersionCommand(),
 	)
 	return root
