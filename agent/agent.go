@@ -142,7 +142,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		return fmt.Errorf("mqtt: %w", err)
 	}
 
-	al, err := newAlarms(cfg, pub, logger)
+	al, err := newAlarms(cfg, pub, m.Registry(), logger)
 	if err != nil {
 		return fmt.Errorf("alarms: %w", err)
 	}

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/vigil-monitor/vigil/agent/alarm"
 	"github.com/vigil-monitor/vigil/agent/config"
 	"github.com/vigil-monitor/vigil/agent/devstatus"
@@ -32,6 +34,7 @@ type alarms struct {
 	dispatcher *dispatch.Dispatcher
 	notifiers  map[string]notify.Notifier
 	pub        alarmPublisher
+	metrics    *alarmMetrics
 	logger     *slog.Logger
 	mu         sync.Mutex // orders event handling, so MQTT sees events in engine order
 	// stopped is set when the agent stops: the devices it then closes are
@@ -56,12 +59,17 @@ var technicalPriority = map[string]alarm.Priority{
 	string(devstatus.LowSignalQuality): alarm.Low,
 }
 
-func newAlarms(cfg *config.Config, pub alarmPublisher, logger *slog.Logger) (*alarms, error) {
+func newAlarms(cfg *config.Config, pub alarmPublisher, reg prometheus.Registerer, logger *slog.Logger) (*alarms, error) {
 	engine, err := alarm.NewEngine(cfg.Alarms.Rules, alarm.Options{Site: cfg.Site, Room: cfg.Room, MaxPause: cfg.Alarms.PauseMax})
 	if err != nil {
 		return nil, err
 	}
-	a := &alarms{engine: engine, pub: pub, logger: logger, notifiers: map[string]notify.Notifier{}}
+	var channels []string
+	for _, ch := range cfg.Notify.Channels {
+		channels = append(channels, ch.Name)
+	}
+	a := &alarms{engine: engine, pub: pub, logger: logger, notifiers: map[string]notify.Notifier{},
+		metrics: newAlarmMetrics(reg, cfg.Site, cfg.Room, channels)}
 	for _, ch := range cfg.Notify.Channels {
 		n, err := NewNotifier(ch, logger)
 		if err != nil {
@@ -77,6 +85,7 @@ func newAlarms(cfg *config.Config, pub alarmPublisher, logger *slog.Logger) (*al
 			RouteOf:      engine.Route,
 			ShouldNotify: engine.ShouldNotify,
 			OnResult: func(channel string, ev alarm.Event, r notify.Result, latency time.Duration) {
+				a.metrics.result(channel, ev, r, time.Now())
 				if r.Verdict != notify.Delivered {
 					logger.Warn("notification not delivered", "channel", channel, "alarm", ev.AlarmID, "verdict", r.Verdict.String(), "err", r.Err)
 				}
@@ -171,6 +180,7 @@ func (a *alarms) handle(evs []alarm.Event) {
 	defer a.mu.Unlock()
 	now := time.Now()
 	for _, ev := range evs {
+		a.metrics.event(ev)
 		a.logger.Info("alarm", "alarm", ev.AlarmID, "phase", ev.Phase, "state", ev.State, "priority", ev.Priority.String(), "text", ev.Text)
 		if b, err := json.Marshal(eventJSON(ev)); err == nil {
 			a.pub.PublishAlarmEvent(b)
@@ -180,6 +190,7 @@ func (a *alarms) handle(evs []alarm.Event) {
 		}
 	}
 	active := a.engine.Active()
+	a.metrics.setActive(active)
 	list := make([]any, 0, len(active))
 	for _, ev := range active {
 		list = append(list, eventJSON(ev))

@@ -122,6 +122,13 @@ notify:
 		return ok && m.retained && strings.Contains(string(m.payload), "spo2-low/oximeter-1")
 	})
 
+	waitFor(t, "the alarm in the metrics", 10*time.Second, func() bool {
+		_, body := httpGet(t, ra.ep.HTTP+"/metrics")
+		return strings.Contains(body, `vigil_alarm_active{alarm="spo2-low/oximeter-1",device="oximeter-1",kind="physiological",priority="medium",room="room-1",site="clinic-a"} 1`) &&
+			strings.Contains(body, `vigil_notifications_total{channel="audit-webhook",result="delivered",room="room-1",site="clinic-a"} `) &&
+			strings.Contains(body, `vigil_alarm_notify_latency_seconds_count{room="room-1",site="clinic-a"} `)
+	})
+
 	resp, err := http.Post(ra.ep.HTTP+"/api/v1/alarms/ack/spo2-low/oximeter-1?by=nurse-station", "", nil)
 	if err != nil {
 		t.Fatal(err)
