@@ -399,29 +399,8 @@ func (w *walker) notify(p pair, nc *NotifyConfig) {
 }
 
 func (w *walker) channels(p pair) []Channel {
-	if isNull(p.val) {
-		return nil
-	}
-	if p.val.Kind != yaml.SequenceNode {
-		w.add(p.val, p.path, "expected a list of channels (each starting with \"- name: ...\"), got %s", describe(p.val))
-		return nil
-	}
-	var out []Channel
-	first := map[string]int{}
-	for i, entry := range p.val.Content {
-		path := fmt.Sprintf("%s[%d]", p.path, i)
-		c := w.channel(resolve(entry), path)
-		out = append(out, c)
-		if c.Name == "" {
-			continue
-		}
-		if j, dup := first[c.Name]; dup {
-			w.add(w.at(path+".name"), path+".name", "duplicate channel name %s (also %s[%d], line %d)", quote(c.Name), p.path, j, out[j].Line)
-			continue
-		}
-		first[c.Name] = i
-	}
-	return out
+	return namedList(w, p, "a list of channels (each starting with \"- name: ...\")", "channel name",
+		w.channel, func(c Channel) (string, int) { return c.Name, c.Line })
 }
 
 func (w *walker) channel(n *yaml.Node, path string) Channel {
@@ -628,27 +607,37 @@ func (w *walker) checkChannel(c Channel, n *yaml.Node, path string, settings []p
 }
 
 func (w *walker) routes(p pair) []Route {
+	return namedList(w, p, "a list of routes (each starting with \"- priorities: ...\" or \"- name: ...\")", "route name",
+		w.route, func(r Route) (string, int) { return r.Name, r.Line })
+}
+
+// namedList decodes a list whose entries carry unique names (channels,
+// routes): each entry with decode, and a name an earlier entry already has
+// is reported at the later entry.
+func namedList[T any](w *walker, p pair, what, label string, decode func(*yaml.Node, string) T, nameLine func(T) (string, int)) []T {
 	if isNull(p.val) {
 		return nil
 	}
 	if p.val.Kind != yaml.SequenceNode {
-		w.add(p.val, p.path, "expected a list of routes (each starting with \"- priorities: ...\" or \"- name: ...\"), got %s", describe(p.val))
+		w.add(p.val, p.path, "expected %s, got %s", what, describe(p.val))
 		return nil
 	}
-	var out []Route
+	var out []T
 	first := map[string]int{}
 	for i, entry := range p.val.Content {
 		path := fmt.Sprintf("%s[%d]", p.path, i)
-		r := w.route(resolve(entry), path)
-		out = append(out, r)
-		if r.Name == "" {
+		v := decode(resolve(entry), path)
+		out = append(out, v)
+		name, _ := nameLine(v)
+		if name == "" {
 			continue
 		}
-		if j, dup := first[r.Name]; dup {
-			w.add(w.at(path+".name"), path+".name", "duplicate route name %s (also %s[%d], line %d)", quote(r.Name), p.path, j, out[j].Line)
+		if j, dup := first[name]; dup {
+			_, line := nameLine(out[j])
+			w.add(w.at(path+".name"), path+".name", "duplicate %s %s (also %s[%d], line %d)", label, quote(name), p.path, j, line)
 			continue
 		}
-		first[r.Name] = i
+		first[name] = i
 	}
 	return out
 }
