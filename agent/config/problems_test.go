@@ -103,6 +103,7 @@ func TestOneProblemEach(t *testing.T) {
 		{"listen with external broker", head + "mqtt:\n  url: tcp://b:1883\n  listen: 127.0.0.1:1883\n", 9, "mqtt.listen", "only used by the embedded broker"},
 
 		// Duplicates and conflicts between devices.
+		{"reserved id", head + "  - id: alarms\n    driver: test-driver\n    port: /dev/ttyUSB1\n", 7, "devices[1].id", `id "alarms" is reserved`},
 		{"duplicate id", head + "  - id: spo2\n    driver: test-driver\n    port: /dev/ttyUSB1\n", 7, "devices[1].id", `duplicate id "spo2" (also devices[0], line 4)`},
 		{"same port twice", head + "  - id: other\n    driver: test-driver\n    port: /dev/ttyUSB0\n", 9, "devices[1].port", "port /dev/ttyUSB0 is also used by devices[0] (line 4)"},
 		{"same usb without serial", "site: a\nroom: b\ndevices:\n  - id: x\n    driver: test-driver\n    usb: {vid: \"0403\", pid: \"6001\", serial: A1}\n  - id: y\n    driver: test-driver\n    usb: {vid: \"0403\", pid: \"6001\"}\n", 9, "devices[1].usb", "usb 0403:6001 is also matched by devices[0] (line 4)"},

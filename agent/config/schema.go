@@ -122,6 +122,10 @@ func (w *walker) required(present map[string]*yaml.Node, key string, ok bool, he
 	w.add(nil, key, "missing; %s", help)
 }
 
+// reservedDeviceIDs are the room-level MQTT topic levels beside the
+// devices': a device of that name would share their topics.
+var reservedDeviceIDs = map[string]bool{"alarms": true, "session": true, "status": true}
+
 // name decodes a site, room or device id.
 func (w *walker) name(p pair) string {
 	s, set := w.text(p)
@@ -151,7 +155,9 @@ func (w *walker) devices(p pair) []Device {
 		path := fmt.Sprintf("%s[%d]", p.path, i)
 		d := w.device(resolve(entry), path)
 		out = append(out, d)
-		if d.ID != "" {
+		if reservedDeviceIDs[d.ID] {
+			w.add(w.at(path+".id"), path+".id", "id %s is reserved: the room's MQTT topics use it (vigil/{site}/{room}/%s)", quote(d.ID), d.ID)
+		} else if d.ID != "" {
 			if j, dup := firstID[d.ID]; dup {
 				w.add(w.at(path+".id"), path+".id", "duplicate id %s (also %s[%d], line %d)", quote(d.ID), p.path, j, out[j].Line)
 			} else {

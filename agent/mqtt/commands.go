@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"strings"
 	"sync"
@@ -63,9 +64,10 @@ func (e *commandRejection) Error() string {
 
 // parsedCommand is a command payload: {"command":"nibp_start","id":"42"}.
 type parsedCommand struct {
-	name  string // "" when missing or invalid
-	id    string
-	hasID bool
+	name   string // "" when missing or invalid
+	id     string
+	hasID  bool
+	fields map[string]json.RawMessage // the whole object, for commands with arguments
 }
 
 // parseCommand decodes a command payload. Unknown fields are ignored; keys
@@ -107,7 +109,7 @@ func parseCommand(payload []byte) (parsedCommand, error) {
 	if !validCommandName(name) {
 		return c, &commandRejection{reason: `"command" is not 1 to 32 characters a-z or _`}
 	}
-	c.name = name
+	c.name, c.fields = name, fields
 	return c, nil
 }
 
@@ -187,7 +189,7 @@ func (p *Publisher) CommandsDropped() uint64 { return p.commandsDropped.Load() }
 // requestSubscribe asks the command goroutine to subscribe; called by run
 // after every (re)connect. A request already pending covers this one.
 func (p *Publisher) requestSubscribe() {
-	if p.s.OnCommand == nil {
+	if !p.commandsEnabled() {
 		return
 	}
 	select {
@@ -305,7 +307,13 @@ func (p *Publisher) handleCommand(c inboundCommand) {
 		p.publishCommandResult(device, cmd, err)
 		return
 	}
-	err = p.s.OnCommand(device, cmd.name)
+	if device == AlarmsTopicLevel {
+		err = p.alarmCommand(cmd)
+	} else if p.s.OnCommand == nil {
+		err = errors.New("device commands are not enabled")
+	} else {
+		err = p.s.OnCommand(device, cmd.name)
+	}
 	if err != nil {
 		p.log.Warn("command failed", slog.String("device", device), slog.String("command", cmd.name), slog.Any("error", err))
 	} else {
@@ -381,8 +389,14 @@ func (l *logLimiter) allow() (bool, int) {
 
 // commandsStopped waits for the command goroutine; called last by shutdown.
 func (p *Publisher) commandsStopped() {
-	if p.s.OnCommand == nil {
+	if !p.commandsEnabled() {
 		return
 	}
 	<-p.commandsDone
+}
+
+// commandsEnabled: the publisher subscribes to command topics when it has
+// device commands or alarm commands to hand them to.
+func (p *Publisher) commandsEnabled() bool {
+	return p.s.OnCommand != nil || p.s.OnAlarmCommand != nil
 }

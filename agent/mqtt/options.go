@@ -65,6 +65,12 @@ type Options struct {
 	// It may call DeviceStatus and Consume. When nil, the publisher does
 	// not subscribe.
 	OnCommand func(device, command string) error
+	// OnAlarmCommand, when set, also turns on commands, and receives the
+	// commands published on {prefix}/{site}/{room}/alarms/cmd (see
+	// AlarmCommand), checked for form, in the same order and goroutine as
+	// OnCommand's. It returns nil when done, else the reason (unknown alarm,
+	// already acknowledged), published on alarms/cmd/result.
+	OnAlarmCommand func(AlarmCommand) error
 }
 
 // OptionError is a configuration problem found by New.

@@ -41,6 +41,10 @@
 // are dropped without a result (logged, counted by CommandsDropped).
 // Payloads are never logged beyond the command name.
 //
+// Alarm commands (only when Options.OnAlarmCommand is set) use the same
+// form on {room}/alarms/cmd, with their arguments ("alarm", "by", "for"; see
+// AlarmCommand), and get their result on alarms/cmd/result.
+//
 // Delivery of commands is at least once (QoS 1): a command can be delivered,
 // and executed, twice when an acknowledgement is lost. The session is
 // persistent, so the broker queues commands sent while the agent is
@@ -381,7 +385,7 @@ func (p *Publisher) Start(ctx context.Context) error {
 		opts.SetTLSConfig(p.s.tls)
 	}
 	p.client = paho.NewClient(opts)
-	if p.s.OnCommand != nil {
+	if p.commandsEnabled() {
 		// The route exists before the first connection: with a persistent
 		// session the broker delivers commands queued while the agent was
 		// away right after CONNACK, before the SUBSCRIBE of this
@@ -396,7 +400,7 @@ func (p *Publisher) Start(ctx context.Context) error {
 	go p.send()
 	go p.ack()
 	go p.run(ctx)
-	if p.s.OnCommand != nil {
+	if p.commandsEnabled() {
 		go p.commandLoop()
 	}
 	p.log.Info("connecting", slog.String("url", p.s.loggedURL), slog.String("client_id", p.s.ClientID))

@@ -1,0 +1,99 @@
+package mqtt
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+	"unicode/utf8"
+)
+
+// AlarmsTopicLevel is the level of the room's alarm topics
+// ({prefix}/{site}/{room}/alarms, .../alarms/active, .../alarms/cmd). No
+// device may be called this (the config refuses it), so the command topic
+// .../alarms/cmd is the room's alarm commands, never a device's.
+const AlarmsTopicLevel = "alarms"
+
+// maxByLen bounds "by": a staff name or initials, not a free text field.
+const maxByLen = 64
+
+// AlarmCommand is a command on {prefix}/{site}/{room}/alarms/cmd:
+//
+//	{"command":"ack","alarm":"spo2-low-medium/oximeter-1","by":"RN Kim","id":"7"}
+//	{"command":"pause","for":"90s","by":"RN Kim"}
+//	{"command":"resume","by":"RN Kim"}
+//
+// "by" (who, at most 64 characters) is required: every acknowledgement and
+// pause goes to the audit log with a name. "for" is a Go duration; omitted,
+// the agent's default pause applies, and the agent bounds it by its
+// alarms.pause_max. A pause queued by the broker while the agent was away
+// still ends at most pause_max after it arrives, and a new or
+// higher-priority alarm notifies during it.
+type AlarmCommand struct {
+	Name  string // "ack", "pause" or "resume"
+	Alarm string // ack: the alarm id
+	By    string
+	For   time.Duration // pause: 0 means the default
+}
+
+// alarmCommand checks an alarm command's arguments and hands it to
+// OnAlarmCommand.
+func (p *Publisher) alarmCommand(c parsedCommand) error {
+	if p.s.OnAlarmCommand == nil {
+		return fmt.Errorf("alarm commands are not enabled")
+	}
+	ac, err := parseAlarmCommand(c)
+	if err != nil {
+		return err
+	}
+	return p.s.OnAlarmCommand(ac)
+}
+
+func parseAlarmCommand(c parsedCommand) (AlarmCommand, error) {
+	ac := AlarmCommand{Name: c.name}
+	str := func(key string) (string, error) {
+		raw, ok := c.fields[key]
+		if !ok || string(raw) == "null" {
+			return "", nil
+		}
+		var s string
+		if json.Unmarshal(raw, &s) != nil {
+			return "", &commandRejection{reason: fmt.Sprintf("%q is not a string", key)}
+		}
+		return s, nil
+	}
+	var err error
+	if ac.By, err = str("by"); err != nil {
+		return ac, err
+	}
+	switch {
+	case ac.By == "":
+		return ac, &commandRejection{reason: `"by" is required: who acknowledges or pauses goes to the audit log`}
+	case utf8.RuneCountInString(ac.By) > maxByLen || !utf8.ValidString(ac.By):
+		return ac, &commandRejection{reason: `"by" is longer than 64 characters`}
+	}
+	switch c.name {
+	case "ack":
+		if ac.Alarm, err = str("alarm"); err != nil {
+			return ac, err
+		}
+		if ac.Alarm == "" {
+			return ac, &commandRejection{reason: `"alarm" is required for ack`}
+		}
+	case "pause":
+		s, err := str("for")
+		if err != nil {
+			return ac, err
+		}
+		if s != "" {
+			d, err := time.ParseDuration(s)
+			if err != nil || d <= 0 {
+				return ac, &commandRejection{reason: `"for" is not a positive duration such as "90s" or "2m"`}
+			}
+			ac.For = d
+		}
+	case "resume":
+	default:
+		return ac, &commandRejection{reason: `unknown alarm command; use ack, pause or resume`}
+	}
+	return ac, nil
+}
