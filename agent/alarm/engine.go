@@ -41,6 +41,10 @@ func DefaultTechnicalDelays() map[string]time.Duration {
 	return map[string]time.Duration{
 		string(devstatus.SensorOff): 10 * time.Second,
 		string(devstatus.CuffError): 10 * time.Second,
+		// The agent's broker connection: a broker restart or a reconnect
+		// after a network blip takes seconds and loses nothing (readings
+		// wait in the publisher); half a minute without it is a fault.
+		"mqtt-disconnected": 30 * time.Second,
 	}
 }
 
@@ -315,6 +319,21 @@ func (e *Engine) Tick(now time.Time) []Event {
 	return evs
 }
 
+// NextDue is the earliest time a Tick would change an alarm without new
+// readings (a condition delay or clear delay ending), so the caller can
+// tick then instead of on its next periodic tick. ok is false when no
+// alarm is waiting on time.
+func (e *Engine) NextDue() (due time.Time, ok bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, a := range e.order {
+		if d, has := a.NextDue(); has && (!ok || d.Before(due)) {
+			due, ok = d, true
+		}
+	}
+	return due, ok
+}
+
 // Acknowledge records that by (staff or channel name) acknowledged alarmID
 // through how (channel, web page) at now. Errors: ErrUnknownAlarm, and
 // ErrNotAlarming for an alarm that is inactive or pending; both wrapped
@@ -353,7 +372,10 @@ func (e *Engine) SetTechnical(device, condition string, on bool, priority Priori
 		if !on {
 			return nil // never raised: nothing to clear
 		}
-		id := condition + "/" + device
+		id := condition // the agent's own conditions have no device
+		if device != "" {
+			id += "/" + device
+		}
 		if e.ruleNames[condition] {
 			id = "technical-" + id // keep AlarmIDs distinct from a rule of the same name
 		}
@@ -470,6 +492,17 @@ func (e *Engine) Pause(d time.Duration, now time.Time) time.Time {
 		}
 	}
 	return e.pauseUntil
+}
+
+// PausedUntil returns when the pause in force at now ends, and whether one
+// is.
+func (e *Engine) PausedUntil(now time.Time) (time.Time, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.paused == nil || !now.Before(e.pauseUntil) {
+		return time.Time{}, false
+	}
+	return e.pauseUntil, true
 }
 
 // ShouldNotify says whether ev is to be sent to people now. Outside a pause

@@ -195,9 +195,18 @@ func TestScenarioNewHighAlarmNotifiesDuringPause(t *testing.T) {
 	if !s.e.ShouldNotify(ackEv, at(16).Add(DefaultMaxPause)) {
 		t.Error("the pause did not end at its limit")
 	}
+	if _, paused := s.e.PausedUntil(at(16).Add(DefaultMaxPause)); paused {
+		t.Error("PausedUntil reports a pause past its end")
+	}
 	s.e.Pause(time.Minute, at(200))
+	if u, paused := s.e.PausedUntil(at(230)); !paused || !u.Equal(at(260)) {
+		t.Errorf("PausedUntil during a pause: %v %v, want %v", u, paused, at(260))
+	}
 	if got := s.e.Pause(0, at(201)); !got.Equal(at(201)) || !s.e.ShouldNotify(ackEv, at(202)) {
 		t.Error("Pause(0) does not end the pause")
+	}
+	if _, paused := s.e.PausedUntil(at(202)); paused {
+		t.Error("PausedUntil reports a pause after Pause(0)")
 	}
 }
 
@@ -554,5 +563,39 @@ func BenchmarkObserveAlarming(b *testing.B) {
 			v = 97
 		}
 		e.Observe("ox", "spo2", v, true, 0, at(float64(i)))
+	}
+}
+
+// TestNextDue: the engine says when a delay ends, so the agent raises the
+// alarm then rather than at its next periodic tick; a Tick at that time
+// raises it, a Tick just before does not.
+func TestNextDue(t *testing.T) {
+	s := newSession(t, DefaultRules())
+	if _, ok := s.e.NextDue(); ok {
+		t.Fatal("NextDue with no alarm pending")
+	}
+	onset := at(10.25)
+	s.record(onset, s.e.Observe("ox", "spo2", 88, true, 0, onset))
+	due, ok := s.e.NextDue()
+	if want := onset.Add(15 * time.Second); !ok || !due.Equal(want) {
+		t.Fatalf("NextDue = %v %v, want %v (the 15 s delay of spo2-low-medium)", due, ok, want)
+	}
+	if evs := s.e.Tick(due.Add(-time.Millisecond)); len(evs) != 0 {
+		t.Errorf("raised before its delay: %v", evs)
+	}
+	evs := s.e.Tick(due)
+	if len(evs) != 1 || evs[0].Phase != PhaseStart || evs[0].AlarmID != "spo2-low-medium/ox" {
+		t.Fatalf("Tick at NextDue = %v", evs)
+	}
+	// Active, not clearing: only a reading can change it.
+	if _, ok := s.e.NextDue(); ok {
+		t.Error("NextDue while active and not clearing")
+	}
+	// Clearing: due at the end of the clear delay (0 for the default rule
+	// with no clear_delay, so due at once).
+	clear := due.Add(time.Second)
+	s.e.Observe("ox", "spo2", 97, true, 0, clear)
+	if d, ok := s.e.NextDue(); ok && d.After(clear.Add(time.Minute)) {
+		t.Errorf("NextDue while clearing = %v", d)
 	}
 }

@@ -187,6 +187,23 @@ func (a *Alarm) Observe(level Level, value float64, now time.Time) []Event {
 // so a pending alarm can become active and a clear delay can end.
 func (a *Alarm) Tick(now time.Time) []Event { return a.advance(now) }
 
+// NextDue is when a Tick would next change the alarm without a new
+// observation: the end of a pending alarm's delay, or of an active one's
+// clear delay. ok is false when only an observation can change it.
+func (a *Alarm) NextDue() (due time.Time, ok bool) {
+	switch a.state {
+	case Pending:
+		if a.level == LevelMet {
+			return a.onset.Add(a.cfg.Delay), true
+		}
+	case Active, Acknowledged:
+		if a.clearing {
+			return a.clearSince.Add(a.cfg.ClearDelay), true
+		}
+	}
+	return time.Time{}, false
+}
+
 func (a *Alarm) noteViolation(v float64) {
 	if !a.hasWorst || (a.cfg.LowerIsWorse && v < a.worst) || (!a.cfg.LowerIsWorse && v > a.worst) {
 		a.worst, a.hasWorst = v, true
