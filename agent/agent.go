@@ -111,22 +111,28 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		Revision:       o.Revision,
 	})
 
+	// al is made after the publisher (it publishes through it); the
+	// publisher calls into it only once started, after al is set.
+	var al *alarms
 	pub, err := mqtt.New(mqtt.Options{
-		URL:                mqttURL,
-		ClientID:           cfg.MQTT.ClientID,
-		Username:           cfg.MQTT.Username,
-		Password:           cfg.MQTT.Password,
-		CAFile:             cfg.MQTT.CAFile,
-		CertFile:           cfg.MQTT.CertFile,
-		KeyFile:            cfg.MQTT.KeyFile,
-		TopicPrefix:        cfg.MQTT.TopicPrefix,
-		Site:               cfg.Site,
-		Room:               cfg.Room,
-		Version:            o.Version,
-		KeepAlive:          cfg.MQTT.KeepAlive,
-		Logger:             logger,
-		OnConnectionChange: m.SetMQTTConnected,
-		OnPublishError:     func(error) { m.MQTTPublishError() },
+		URL:         mqttURL,
+		ClientID:    cfg.MQTT.ClientID,
+		Username:    cfg.MQTT.Username,
+		Password:    cfg.MQTT.Password,
+		CAFile:      cfg.MQTT.CAFile,
+		CertFile:    cfg.MQTT.CertFile,
+		KeyFile:     cfg.MQTT.KeyFile,
+		TopicPrefix: cfg.MQTT.TopicPrefix,
+		Site:        cfg.Site,
+		Room:        cfg.Room,
+		Version:     o.Version,
+		KeepAlive:   cfg.MQTT.KeepAlive,
+		Logger:      logger,
+		OnConnectionChange: func(up bool) {
+			m.SetMQTTConnected(up)
+			al.mqttConnection(up)
+		},
+		OnPublishError: func(error) { m.MQTTPublishError() },
 		// devices is complete before the publisher starts, and never
 		// changes after: the command goroutine only reads it.
 		OnCommand: func(id, command string) error {
@@ -137,12 +143,13 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 			logger.Info("device command requested", "device", id, "command", command, "via", "mqtt")
 			return d.command(command, time.Now())
 		},
+		OnAlarmCommand: func(c mqtt.AlarmCommand) error { return al.alarmCommand(c) },
 	})
 	if err != nil {
 		return fmt.Errorf("mqtt: %w", err)
 	}
 
-	al, err := newAlarms(cfg, pub, m.Registry(), logger)
+	al, err = newAlarms(cfg, pub, m.Registry(), logger)
 	if err != nil {
 		return fmt.Errorf("alarms: %w", err)
 	}
@@ -234,6 +241,9 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	srv.Handle("POST /api/v1/devices/{device}/commands/{command}", commandHandler(devices, logger))
 	srv.Handle("GET /api/v1/alarms", al.listHandler())
 	srv.Handle("POST /api/v1/alarms/ack/{alarm...}", al.ackHandler())
+	srv.Handle("GET /api/v1/alarms/pause", al.pauseHandler())
+	srv.Handle("POST /api/v1/alarms/pause", al.pauseHandler())
+	srv.Handle("POST /api/v1/alarms/resume", al.pauseHandler())
 	alarmCtx, stopAlarms := context.WithCancel(runCtx)
 	defer stopAlarms()
 	wg.Add(1)

@@ -26,10 +26,24 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
+	// The agents the tests start write their audit log to the default
+	// place, $STATE_DIRECTORY/audit.jsonl (systemd's variable), here a
+	// directory of this run.
+	state, err := os.MkdirTemp("", "vigil-state-")
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv("STATE_DIRECTORY", state)
+	code := m.Run()
+	if code == 0 {
 		// paho's and mochi's internals close asynchronously after Disconnect.
-		goleak.IgnoreTopFunction("github.com/eclipse/paho.mqtt.golang.(*router).matchAndDispatch.func1"),
-	)
+		if err := goleak.Find(goleak.IgnoreTopFunction("github.com/eclipse/paho.mqtt.golang.(*router).matchAndDispatch.func1")); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.RemoveAll(state)
+	os.Exit(code)
 }
 
 // payload is the MQTT reading contract of README.md.

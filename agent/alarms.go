@@ -4,18 +4,27 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vigil-monitor/vigil/agent/alarm"
+	"github.com/vigil-monitor/vigil/agent/audit"
+	"github.com/vigil-monitor/vigil/agent/clocksync"
 	"github.com/vigil-monitor/vigil/agent/config"
 	"github.com/vigil-monitor/vigil/agent/devstatus"
 	"github.com/vigil-monitor/vigil/agent/dispatch"
+	"github.com/vigil-monitor/vigil/agent/mqtt"
 	"github.com/vigil-monitor/vigil/agent/notify"
 	"github.com/vigil-monitor/vigil/drivers"
 )
@@ -41,6 +50,20 @@ type alarms struct {
 	// not "disconnected" alarms (the room's offline status says the agent
 	// stopped).
 	stopped atomic.Bool
+	// readClock tells whether the system clock is synchronised; nil when
+	// alarms.clock_check is off.
+	readClock func() (clocksync.Status, error)
+	// wake tells run to re-arm its timer; armed is the time (Unix ns) the
+	// timer is set for.
+	wake  chan struct{}
+	armed atomic.Int64
+
+	// auditPath is alarms.audit_log; audit the open log, nil while it
+	// cannot be opened (run retries). storageFailing is whether the
+	// storage technical alarm is raised.
+	auditPath      string
+	audit          atomic.Pointer[audit.Log]
+	storageFailing atomic.Bool
 }
 
 // stop ends alarm evaluation before the devices are closed.
@@ -69,7 +92,13 @@ func newAlarms(cfg *config.Config, pub alarmPublisher, reg prometheus.Registerer
 		channels = append(channels, ch.Name)
 	}
 	a := &alarms{engine: engine, pub: pub, logger: logger, notifiers: map[string]notify.Notifier{},
-		metrics: newAlarmMetrics(reg, cfg.Site, cfg.Room, channels)}
+		metrics: newAlarmMetrics(reg, cfg.Site, cfg.Room, channels), wake: make(chan struct{}, 1)}
+	a.armed.Store(math.MaxInt64) // until run arms its timer
+	if cfg.Alarms.ClockCheck {
+		a.readClock = clocksync.Read
+	}
+	a.auditPath = cfg.Alarms.AuditLog
+	a.openAudit()
 	for _, ch := range cfg.Notify.Channels {
 		n, err := NewNotifier(ch, logger)
 		if err != nil {
@@ -85,7 +114,13 @@ func newAlarms(cfg *config.Config, pub alarmPublisher, reg prometheus.Registerer
 			RouteOf:      engine.Route,
 			ShouldNotify: engine.ShouldNotify,
 			OnResult: func(channel string, ev alarm.Event, r notify.Result, latency time.Duration) {
-				a.metrics.result(channel, ev, r, time.Now())
+				now := time.Now()
+				a.metrics.result(channel, ev, r, now)
+				errText := ""
+				if r.Err != nil {
+					errText = r.Err.Error()
+				}
+				a.audited(func(l *audit.Log) error { return l.Notification(channel, ev, r.Verdict.String(), errText, now) })
 				if r.Verdict != notify.Delivered {
 					logger.Warn("notification not delivered", "channel", channel, "alarm", ev.AlarmID, "verdict", r.Verdict.String(), "err", r.Err)
 				}
@@ -128,18 +163,46 @@ func (a *alarms) run(ctx context.Context) {
 			}()
 		}
 	}
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
+	var clockChecks <-chan time.Time
+	if a.readClock != nil {
+		a.checkClock(a.readClock)
+		ct := time.NewTicker(clockCheckInterval)
+		defer ct.Stop()
+		clockChecks = ct.C
+	}
+	// The engine is ticked at least every tickInterval (a device that
+	// stops sending must still let delays run out), and exactly when a
+	// condition or clear delay ends (NextDue), so an alarm starts at the
+	// end of its delay, not up to a tick later.
+	timer := time.NewTimer(tickInterval)
+	defer timer.Stop()
+	auditRetry := time.NewTicker(auditRetryInterval)
+	defer auditRetry.Stop()
+	defer a.closeAudit()
 	for {
 		select {
 		case <-ctx.Done():
 			wg.Wait()
 			return
-		case now := <-t.C:
+		case <-auditRetry.C:
+			a.openAudit()
+		case now := <-timer.C:
 			a.handle(a.engine.Tick(now))
+		case <-a.wake:
+		case <-clockChecks:
+			a.checkClock(a.readClock)
 		}
+		next := time.Now().Add(tickInterval)
+		if due, ok := a.engine.NextDue(); ok && due.Before(next) {
+			next = due
+		}
+		a.armed.Store(next.UnixNano())
+		timer.Reset(time.Until(next))
 	}
 }
+
+// tickInterval is the longest the engine goes without a Tick.
+const tickInterval = time.Second
 
 // Consume implements ReadingConsumer.
 func (a *alarms) Consume(r *drivers.Reading) {
@@ -147,6 +210,18 @@ func (a *alarms) Consume(r *drivers.Reading) {
 		return // waveforms raise no alarm
 	}
 	a.handle(a.engine.Observe(r.Device, r.Metric.String(), r.Value, r.Valid, r.Flags, r.Received))
+	a.rearm()
+}
+
+// rearm wakes run when the engine now has a delay ending before the time
+// run's timer is set for (a condition just became pending).
+func (a *alarms) rearm() {
+	if due, ok := a.engine.NextDue(); ok && due.UnixNano() < a.armed.Load() {
+		select {
+		case a.wake <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // DeviceStatus implements StatusConsumer: disconnection, silence and the
@@ -168,6 +243,7 @@ func (a *alarms) DeviceStatus(s devstatus.Status) {
 		evs = append(evs, a.engine.SetTechnical(s.Device, string(c), on[c], technicalPriority[string(c)], now)...)
 	}
 	a.handle(evs)
+	a.rearm()
 }
 
 // handle publishes each event and hands it to the dispatcher when the
@@ -177,8 +253,13 @@ func (a *alarms) handle(evs []alarm.Event) {
 		return
 	}
 	a.mu.Lock()
-	defer a.mu.Unlock()
+	var auditFailed bool
+	defer func() {
+		a.mu.Unlock()
+		a.storage(!auditFailed) // after Unlock: it may raise an alarm, which comes back here
+	}()
 	now := time.Now()
+	log := a.audit.Load()
 	for _, ev := range evs {
 		a.metrics.event(ev)
 		a.logger.Info("alarm", "alarm", ev.AlarmID, "phase", ev.Phase, "state", ev.State, "priority", ev.Priority.String(), "text", ev.Text)
@@ -187,6 +268,11 @@ func (a *alarms) handle(evs []alarm.Event) {
 		}
 		if a.dispatcher != nil && a.engine.ShouldNotify(ev, now) {
 			a.dispatcher.Dispatch(ev)
+		}
+		// Audited after dispatch: an fsync costs about half a millisecond,
+		// which the first notification does not wait for.
+		if log == nil || log.Alarm(ev) != nil {
+			auditFailed = true
 		}
 	}
 	active := a.engine.Active()
@@ -207,11 +293,147 @@ func (a *alarms) acknowledge(alarmID, by, how string) error {
 		return err
 	}
 	a.logger.Info("alarm acknowledged", "alarm", alarmID, "by", by, "how", how)
+	eventID := ""
+	if len(evs) > 0 {
+		eventID = evs[0].EventID
+	}
+	now := time.Now()
+	a.audited(func(l *audit.Log) error { return l.Acknowledge(alarmID, eventID, by, how, now) })
 	if a.dispatcher != nil {
 		a.dispatcher.Acknowledged(alarmID)
 	}
 	a.handle(evs)
 	return nil
+}
+
+// pause pauses notifications of the alarms in force (a new or higher
+// alarm still notifies) for d, or DefaultPause when d is 0, bounded by
+// alarms.pause_max. It returns when the pause ends.
+func (a *alarms) pause(d time.Duration, by, how string) time.Time {
+	if d <= 0 {
+		d = DefaultPause
+	}
+	now := time.Now()
+	until := a.engine.Pause(d, now)
+	a.logger.Info("alarm notifications paused", "until", until, "by", by, "how", how)
+	a.audited(func(l *audit.Log) error { return l.Pause(until, by, how, now) })
+	return until
+}
+
+// resume ends a pause.
+func (a *alarms) resume(by, how string) {
+	now := time.Now()
+	a.engine.Pause(0, now)
+	a.logger.Info("alarm notifications resumed", "by", by, "how", how)
+	// A pause until now is the end of the pause.
+	a.audited(func(l *audit.Log) error { return l.Pause(now, by, how, now) })
+}
+
+// DefaultPause is a pause's length when none is given: clinical.md 1,
+// pauses last "typically 1-2 min"; bounded by alarms.pause_max.
+const DefaultPause = 2 * time.Minute
+
+// alarmCommand carries out a command from the room's MQTT alarm topic.
+func (a *alarms) alarmCommand(c mqtt.AlarmCommand) error {
+	switch c.Name {
+	case "ack":
+		return a.acknowledge(c.Alarm, c.By, "mqtt")
+	case "pause":
+		a.pause(c.For, c.By, "mqtt")
+		return nil
+	case "resume":
+		a.resume(c.By, "mqtt")
+		return nil
+	}
+	return fmt.Errorf("unknown alarm command %q", c.Name)
+}
+
+// Technical conditions of the agent itself (not of a device), with their
+// priorities and the delays the engine applies (DefaultTechnicalDelays).
+const (
+	// condMQTTDisconnected: readings wait in memory and nothing reaches
+	// MQTT subscribers (records, other displays); Grafana, fed by
+	// Prometheus, still shows the vitals, so medium.
+	condMQTTDisconnected = "mqtt-disconnected"
+	// condClockUnsynchronised: timestamps of readings and alarms may
+	// disagree with the clinic's other records; monitoring works, so low.
+	condClockUnsynchronised = "clock-unsynchronised"
+	// condStorageFailing: the audit log (and later the store) cannot be
+	// written; monitoring and alarms go on, the record is incomplete.
+	condStorageFailing = "storage-failing"
+)
+
+// openAudit opens the audit log, creating its directory (systemd's
+// StateDirectory does, but a manual install may not have). On failure the
+// storage alarm is raised; run retries every auditRetryInterval.
+func (a *alarms) openAudit() {
+	if a.audit.Load() != nil {
+		return
+	}
+	err := os.MkdirAll(filepath.Dir(a.auditPath), 0o750)
+	var l *audit.Log
+	if err == nil {
+		l, err = audit.Open(a.auditPath, audit.Options{Sync: true, Logger: a.logger})
+	}
+	if err != nil {
+		a.logger.Error("audit log cannot be opened; alarms and acknowledgements are not recorded", "path", a.auditPath, "err", err)
+		a.storage(false)
+		return
+	}
+	a.audit.Store(l)
+	a.logger.Info("audit log open", "path", a.auditPath)
+	a.storage(l.Agent("started", time.Now()) == nil)
+}
+
+// closeAudit records the stop and closes the log; run calls it last.
+func (a *alarms) closeAudit() {
+	if l := a.audit.Swap(nil); l != nil {
+		l.Agent("stopped", time.Now())
+		l.Close()
+	}
+}
+
+// auditRetryInterval spaces attempts to open an audit log that could not
+// be opened (a directory made later, a disk remounted).
+const auditRetryInterval = time.Minute
+
+// audited writes one audit entry with write, and raises or clears the
+// storage alarm by the outcome. Not to be called with a.mu held.
+func (a *alarms) audited(write func(*audit.Log) error) {
+	l := a.audit.Load()
+	a.storage(l != nil && write(l) == nil)
+}
+
+// storage raises or clears the storage technical alarm when the audit log
+// starts or stops failing. Not to be called with a.mu held.
+func (a *alarms) storage(ok bool) {
+	if a.storageFailing.Swap(!ok) == !ok || a.stopped.Load() {
+		return
+	}
+	a.handle(a.engine.SetTechnical("", condStorageFailing, !ok, alarm.Medium, time.Now()))
+}
+
+// mqttConnection raises or clears the broker technical alarm.
+func (a *alarms) mqttConnection(up bool) {
+	if a.stopped.Load() {
+		return
+	}
+	a.handle(a.engine.SetTechnical("", condMQTTDisconnected, !up, alarm.Medium, time.Now()))
+	a.rearm()
+}
+
+// clockCheckInterval spaces clock synchronisation checks: an NTP client
+// takes minutes to synchronise, and losing synchronisation is slow harm.
+const clockCheckInterval = time.Minute
+
+// checkClock raises or clears the clock technical alarm.
+func (a *alarms) checkClock(read func() (clocksync.Status, error)) {
+	s, err := read()
+	if err != nil {
+		a.logger.Warn("clock synchronisation unknown", "err", err)
+		return
+	}
+	a.handle(a.engine.SetTechnical("", condClockUnsynchronised, !s.Synchronised, alarm.Low, time.Now()))
 }
 
 // eventJSON adds the priority's name to the event's JSON form.
@@ -233,6 +455,49 @@ func (a *alarms) listHandler() http.Handler {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(list)
+	})
+}
+
+// pauseHandler serves the pause: GET /api/v1/alarms/pause tells whether
+// one is in force; POST /api/v1/alarms/pause?by=NAME[&for=90s] starts one
+// (bounded by alarms.pause_max); POST /api/v1/alarms/resume?by=NAME ends
+// it. The answer is always the pause now in force.
+func (a *alarms) pauseHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fail := func(status int, msg string) {
+			w.WriteHeader(status)
+			json.NewEncoder(w).Encode(map[string]any{"ok": false, "error": msg})
+		}
+		if r.Method == http.MethodPost {
+			by := strings.TrimSpace(r.URL.Query().Get("by"))
+			if by == "" || utf8.RuneCountInString(by) > 64 {
+				fail(http.StatusBadRequest, "by=NAME is required (at most 64 characters): pauses are audited with who")
+				return
+			}
+			if strings.HasSuffix(r.URL.Path, "/resume") {
+				a.resume(by, "http")
+			} else {
+				var d time.Duration
+				if s := r.URL.Query().Get("for"); s != "" {
+					var err error
+					if d, err = time.ParseDuration(s); err != nil || d <= 0 {
+						fail(http.StatusBadRequest, "for= must be a positive duration such as 90s or 2m")
+						return
+					}
+				}
+				a.pause(d, by, "http")
+			}
+		}
+		res := struct {
+			OK     bool       `json:"ok"`
+			Paused bool       `json:"paused"`
+			Until  *time.Time `json:"until"`
+		}{OK: true}
+		if until, ok := a.engine.PausedUntil(time.Now()); ok {
+			res.Paused, res.Until = true, &until
+		}
+		json.NewEncoder(w).Encode(res)
 	})
 }
 

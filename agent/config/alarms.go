@@ -1,10 +1,14 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -31,6 +35,53 @@ type AlarmsConfig struct {
 	// PauseMax is the longest notification pause allowed; default
 	// DefaultPauseMax.
 	PauseMax time.Duration
+	// AuditLog is the append-only JSON-lines file of every alarm
+	// transition, acknowledgement and pause; default DefaultAuditLog().
+	AuditLog string
+	// ClockCheck raises a technical alarm while the system clock is not
+	// synchronised (the kernel's view, kept by an NTP client); default true.
+	ClockCheck bool
+	// AckLinks, when set, puts a signed acknowledge link in notifications.
+	AckLinks *AckLinks
+
+	clockCheckSet bool
+}
+
+// AckLinks configures the signed acknowledge links the agent serves at
+// {base_url}/ack/{token}.
+type AckLinks struct {
+	// BaseURL is where phones on the clinic network reach this agent's
+	// http.listen, e.g. https://room-1.clinic.lan:9817. Required.
+	BaseURL string
+	// KeyFile holds the HMAC key (at least 32 bytes); without it a random
+	// key is made at start, so links of an earlier run stop working.
+	KeyFile string
+	// TTL is how long a link works; default DefaultAckLinkTTL.
+	TTL  time.Duration
+	Line int
+}
+
+// DefaultAckLinkTTL: a link in a notification must outlive the escalation
+// tiers it travels through (minutes), but a link found later in a phone's
+// history must not acknowledge a new alarm (it cannot: a link names one
+// occurrence) nor stay usable all shift.
+const DefaultAckLinkTTL = 30 * time.Minute
+
+// MaxAckLinkTTL bounds ack_links.ttl.
+const MaxAckLinkTTL = 24 * time.Hour
+
+// DefaultAuditLog is the audit log's path when alarms.audit_log is unset:
+// in the systemd unit's StateDirectory ($STATE_DIRECTORY, set by systemd),
+// else /var/lib/vigil, where the unit's StateDirectory=vigil puts it.
+func DefaultAuditLog() string {
+	dir := os.Getenv("STATE_DIRECTORY")
+	if i := strings.IndexByte(dir, ':'); i >= 0 {
+		dir = dir[:i] // several directories: the first is ours
+	}
+	if dir == "" {
+		dir = "/var/lib/vigil"
+	}
+	return filepath.Join(dir, "audit.jsonl")
 }
 
 // NotifyConfig is the notify: section. Without it there are no channels and
@@ -102,8 +153,9 @@ const (
 )
 
 var (
-	alarmsKeys = []string{"rules", "pause_max"}
-	ruleKeys   = []string{"name", "metric", "below", "above", "rise_over_baseline", "priority", "delay",
+	alarmsKeys   = []string{"rules", "pause_max", "audit_log", "clock_check", "ack_links"}
+	ackLinksKeys = []string{"base_url", "key_file", "ttl"}
+	ruleKeys     = []string{"name", "metric", "below", "above", "rise_over_baseline", "priority", "delay",
 		"latching", "clear_margin", "clear_delay", "sat_seconds", "route"}
 	satSecondsKeys = []string{"budget", "violations", "window"}
 	notifyKeys     = []string{"channels", "routes"}
@@ -146,10 +198,85 @@ func (w *walker) alarms(p pair, a *AlarmsConfig) {
 				break
 			}
 			a.PauseMax = v
+		case "audit_log":
+			if v, set := w.text(q); set {
+				if v == "" {
+					w.add(q.val, q.path, "empty; omit the key for the default %s", DefaultAuditLog())
+					break
+				}
+				a.AuditLog = w.resolvePath(v)
+			}
+		case "clock_check":
+			if v, set := w.boolean(q); set {
+				a.ClockCheck = v
+				a.clockCheckSet = true
+			}
+		case "ack_links":
+			a.AckLinks = w.ackLinks(q)
 		default:
 			w.unknown(q, alarmsKeys, "")
 		}
 	}
+}
+
+func (w *walker) ackLinks(p pair) *AckLinks {
+	pairs, ok := w.mapping(p.val, p.path, "a mapping with base_url:, key_file: and ttl:")
+	if !ok {
+		return nil
+	}
+	l := &AckLinks{Line: p.val.Line}
+	for _, q := range pairs {
+		switch q.name {
+		case "base_url":
+			v, set := w.text(q)
+			if !set {
+				break
+			}
+			u, err := url.Parse(v)
+			switch {
+			case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+				w.add(q.val, q.path, "%s is not an absolute http:// or https:// URL (where phones reach this agent, e.g. https://room-1.clinic.lan:9817)", quote(v))
+			case u.User != nil || u.RawQuery != "" || u.Fragment != "":
+				w.add(q.val, q.path, "%s must not carry credentials, a query or a fragment", quote(v))
+			default:
+				l.BaseURL = strings.TrimSuffix(v, "/")
+			}
+		case "key_file":
+			v, set := w.text(q)
+			if !set {
+				break
+			}
+			path := w.resolvePath(v)
+			data, msg := readSmallFile(path, 4096)
+			switch {
+			case msg != "":
+				w.add(q.val, q.path, "%s", msg)
+			case len(bytes.TrimSpace(data)) < 32:
+				w.add(q.val, q.path, "%s holds %d bytes; the key must be at least 32 (e.g. head -c 48 /dev/urandom | base64 > %s)", path, len(bytes.TrimSpace(data)), path)
+			default:
+				l.KeyFile = path
+			}
+		case "ttl":
+			v, set := w.duration(q)
+			if !set {
+				break
+			}
+			if v < time.Minute || v > MaxAckLinkTTL {
+				w.add(q.val, q.path, "ttl %s must be between 1m and %s", v, MaxAckLinkTTL)
+				break
+			}
+			l.TTL = v
+		default:
+			w.unknown(q, ackLinksKeys, "")
+		}
+	}
+	if w.at(p.path+".base_url") == nil {
+		w.add(p.val, p.path+".base_url", "missing; the URL phones on the clinic network reach this agent at")
+	}
+	if l.TTL == 0 {
+		l.TTL = DefaultAckLinkTTL
+	}
+	return l
 }
 
 // ruleField maps alarm.RuleError.Field to the config key.
@@ -717,6 +844,12 @@ func (w *walker) crossCheckAlarms(c *Config) {
 	}
 	if c.Alarms.PauseMax == 0 {
 		c.Alarms.PauseMax = DefaultPauseMax
+	}
+	if c.Alarms.AuditLog == "" {
+		c.Alarms.AuditLog = DefaultAuditLog()
+	}
+	if !c.Alarms.clockCheckSet {
+		c.Alarms.ClockCheck = true
 	}
 	// ValidateRules is the engine's own acceptance test; every rule passed
 	// it one by one above, so this only fails on an inconsistency between

@@ -69,10 +69,36 @@ func TestAlarmsDefaults(t *testing.T) {
 	if len(cfg.Notify.Channels) != 0 || len(cfg.Notify.Routes) != 0 {
 		t.Errorf("notify without notify key = %+v, want nothing", cfg.Notify)
 	}
+	if cfg.Alarms.AuditLog != "/var/lib/vigil/audit.jsonl" || !cfg.Alarms.ClockCheck || cfg.Alarms.AckLinks != nil {
+		t.Errorf("defaults: audit_log %q, clock_check %v, ack_links %+v", cfg.Alarms.AuditLog, cfg.Alarms.ClockCheck, cfg.Alarms.AckLinks)
+	}
+	t.Setenv("STATE_DIRECTORY", "/run/state/vigil:/other")
+	if got := DefaultAuditLog(); got != "/run/state/vigil/audit.jsonl" {
+		t.Errorf("DefaultAuditLog under systemd = %q", got)
+	}
 	// alarms: with only pause_max keeps the default rules.
 	cfg = mustParse(t, head+"alarms:\n  pause_max: 90s\nnotify:\n")
 	if len(cfg.Alarms.Rules) != len(alarm.DefaultRules()) || cfg.Alarms.PauseMax != 90*time.Second {
 		t.Errorf("alarms = %+v", cfg.Alarms)
+	}
+}
+
+func TestAlarmsAuditClockAckLinks(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "ack.key")
+	if err := os.WriteFile(key, []byte("0123456789abcdef0123456789abcdef0123\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := mustParse(t, head+"alarms:\n  audit_log: "+dir+"/audit.jsonl\n  clock_check: false\n  ack_links:\n    base_url: https://room-1.clinic.lan:9817/\n    key_file: "+key+"\n")
+	want := AckLinks{BaseURL: "https://room-1.clinic.lan:9817", KeyFile: key, TTL: DefaultAckLinkTTL, Line: 11}
+	if cfg.Alarms.AuditLog != dir+"/audit.jsonl" || cfg.Alarms.ClockCheck || cfg.Alarms.AckLinks == nil || *cfg.Alarms.AckLinks != want {
+		t.Errorf("alarms = audit %q clock %v links %+v", cfg.Alarms.AuditLog, cfg.Alarms.ClockCheck, cfg.Alarms.AckLinks)
+	}
+	short := filepath.Join(dir, "short.key")
+	os.WriteFile(short, []byte("too short\n"), 0o600)
+	_, ps := parse(t, head+"alarms:\n  ack_links:\n    base_url: https://room-1\n    key_file: "+short+"\n")
+	if ps == nil || !strings.Contains(ps.Error(), "alarms.ack_links.key_file") || !strings.Contains(ps.Error(), "at least 32") {
+		t.Errorf("short key: %v", ps)
 	}
 }
 
@@ -187,7 +213,16 @@ func TestAlarmProblems(t *testing.T) {
 	}{
 		// alarms
 		{"alarms not a mapping", head + "alarms: [1]\n", 7, "alarms", "expected a mapping with rules"},
-		{"unknown alarms key", head + "alarms:\n  rule: []\n", 8, "alarms.rule", "unknown key (known: rules, pause_max)"},
+		{"unknown alarms key", head + "alarms:\n  rule: []\n", 8, "alarms.rule", "unknown key (known: rules, pause_max, audit_log, clock_check, ack_links)"},
+		{"audit_log empty", head + "alarms:\n  audit_log: \"\"\n", 8, "alarms.audit_log", "empty; omit the key"},
+		{"clock_check not bool", head + "alarms:\n  clock_check: yes please\n", 8, "alarms.clock_check", "expected true or false"},
+		{"ack_links not a mapping", head + "alarms:\n  ack_links: https://x\n", 8, "alarms.ack_links", "expected a mapping with base_url"},
+		{"ack_links no base_url", head + "alarms:\n  ack_links:\n    ttl: 10m\n", 9, "alarms.ack_links.base_url", "missing; the URL phones"},
+		{"ack_links relative base_url", head + "alarms:\n  ack_links:\n    base_url: room-1:9817\n", 9, "alarms.ack_links.base_url", "not an absolute http:// or https:// URL"},
+		{"ack_links base_url with credentials", head + "alarms:\n  ack_links:\n    base_url: https://u:p@room-1\n", 9, "alarms.ack_links.base_url", "must not carry credentials"},
+		{"ack_links ttl too short", head + "alarms:\n  ack_links:\n    base_url: https://room-1\n    ttl: 10s\n", 10, "alarms.ack_links.ttl", "between 1m and 24h0m0s"},
+		{"ack_links key missing", head + "alarms:\n  ack_links:\n    base_url: https://room-1\n    key_file: /nonexistent/ack.key\n", 10, "alarms.ack_links.key_file", "cannot read /nonexistent/ack.key"},
+		{"ack_links unknown key", head + "alarms:\n  ack_links:\n    base_url: https://room-1\n    secret: x\n", 10, "alarms.ack_links.secret", "unknown key (known: base_url, key_file, ttl)"},
 		{"pause_max zero", head + "alarms:\n  pause_max: 0s\n", 8, "alarms.pause_max", "must be above 0"},
 		{"pause_max too long", head + "alarms:\n  pause_max: 1h\n", 8, "alarms.pause_max", "at most 10m0s"},
 		{"pause_max no unit", head + "alarms:\n  pause_max: 120\n", 8, "alarms.pause_max", "has no unit"},
@@ -290,7 +325,7 @@ func TestExampleAlarms(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys := [][]string{alarmsKeys, ruleKeys, satSecondsKeys, notifyKeys, routeKeys}
+	keys := [][]string{alarmsKeys, ackLinksKeys, ruleKeys, satSecondsKeys, notifyKeys, routeKeys}
 	for _, k := range channelKeys {
 		keys = append(keys, k)
 	}

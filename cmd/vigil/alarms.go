@@ -46,6 +46,9 @@ func newAlarmsCommand() *cobra.Command {
 			if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&alarms); err != nil {
 				return fmt.Errorf("agent answered %s without an alarm list", resp.Status)
 			}
+			if p, err := pauseState(client, base); err == nil && p != "" {
+				fmt.Fprintln(cmd.OutOrStdout(), p)
+			}
 			if len(alarms) == 0 {
 				fmt.Fprintln(cmd.OutOrStdout(), "No alarms.")
 				return nil
@@ -101,6 +104,96 @@ already cleared ends. The acknowledgement is logged with --by.`,
 	}
 	ackFlags.register(ack)
 	ack.Flags().StringVar(&by, "by", "", "who acknowledges")
-	cmd.AddCommand(list, ack)
+	cmd.AddCommand(list, ack, newPauseCommand("pause"), newPauseCommand("resume"))
 	return cmd
+}
+
+// newPauseCommand makes "vigil alarms pause" or "vigil alarms resume".
+func newPauseCommand(verb string) *cobra.Command {
+	var flags agentFlags
+	var by string
+	var d time.Duration
+	c := &cobra.Command{
+		Use:   verb,
+		Short: "Pause notifications of the alarms in force for a bounded time",
+		Long: `Pause notifications of the alarms now in force, for --for (default 2m),
+never longer than the agent's alarms.pause_max. The alarms stay on the
+local display, in "vigil alarms list" and on MQTT. A NEW alarm, or one that
+rises to a higher priority, still notifies during the pause, and every end
+is still sent. The pause is logged and audited with --by.`,
+		Example: `  vigil alarms pause --for 90s --by nurse-a --config /etc/vigil/vigil.yaml`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if strings.TrimSpace(by) == "" {
+				return fmt.Errorf("--by NAME is required: who %ss (a staff name or station, never a patient)", verb)
+			}
+			base, err := flags.baseURL()
+			if err != nil {
+				return err
+			}
+			q := url.Values{"by": {by}}
+			if verb == "pause" && d != 0 {
+				if d < 0 {
+					return errors.New("--for must be positive")
+				}
+				q.Set("for", d.String())
+			}
+			client := &http.Client{Timeout: 10 * time.Second}
+			resp, err := client.Post(base+"/api/v1/alarms/"+verb+"?"+q.Encode(), "application/json", nil)
+			if err != nil {
+				return fmt.Errorf("cannot reach the agent at %s: %w", base, err)
+			}
+			defer resp.Body.Close()
+			var res struct {
+				OK     bool       `json:"ok"`
+				Error  string     `json:"error"`
+				Paused bool       `json:"paused"`
+				Until  *time.Time `json:"until"`
+			}
+			if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&res); err != nil {
+				return fmt.Errorf("agent answered %s without a result", resp.Status)
+			}
+			if !res.OK {
+				return fmt.Errorf("%s refused: %s", verb, res.Error)
+			}
+			if res.Paused && res.Until != nil {
+				fmt.Fprintf(cmd.OutOrStdout(), "Notifications paused until %s (new or higher alarms still notify)\n", res.Until.Local().Format("15:04:05"))
+			} else {
+				fmt.Fprintln(cmd.OutOrStdout(), "Notifications not paused")
+			}
+			return nil
+		},
+	}
+	if verb == "resume" {
+		c.Short = "End a notification pause"
+		c.Long = "End the running agent's notification pause at once. Logged and audited with --by."
+		c.Example = `  vigil alarms resume --by nurse-a --config /etc/vigil/vigil.yaml`
+	}
+	flags.register(c)
+	c.Flags().StringVar(&by, "by", "", "who "+verb+"s")
+	if verb == "pause" {
+		c.Flags().DurationVar(&d, "for", 0, "how long (default 2m; at most the agent's alarms.pause_max)")
+	}
+	return c
+}
+
+// pauseState is a line saying until when notifications are paused, or ""
+// when they are not.
+func pauseState(client *http.Client, base string) (string, error) {
+	resp, err := client.Get(base + "/api/v1/alarms/pause")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var res struct {
+		Paused bool       `json:"paused"`
+		Until  *time.Time `json:"until"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&res); err != nil {
+		return "", err
+	}
+	if !res.Paused || res.Until == nil {
+		return "", nil
+	}
+	return "Notifications paused until " + res.Until.Local().Format("15:04:05") + " (new or higher alarms still notify).", nil
 }

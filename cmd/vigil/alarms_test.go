@@ -25,6 +25,17 @@ func TestAlarmsListAndAck(t *testing.T) {
 				return
 			}
 			w.Write([]byte(`{"ok":true}`))
+		case r.Method == http.MethodGet && r.URL.Path == "/api/v1/alarms/pause":
+			w.Write([]byte(`{"ok":true,"paused":true,"until":"2026-11-26T10:02:00Z"}`))
+		case r.Method == http.MethodPost && (r.URL.Path == "/api/v1/alarms/pause" || r.URL.Path == "/api/v1/alarms/resume"):
+			mu.Lock()
+			acked = append(acked, r.URL.Path+"?"+r.URL.RawQuery)
+			mu.Unlock()
+			if strings.HasSuffix(r.URL.Path, "resume") {
+				w.Write([]byte(`{"ok":true,"paused":false,"until":null}`))
+				return
+			}
+			w.Write([]byte(`{"ok":true,"paused":true,"until":"2026-11-26T10:02:00Z"}`))
 		default:
 			w.WriteHeader(http.StatusNotFound)
 		}
@@ -34,6 +45,9 @@ func TestAlarmsListAndAck(t *testing.T) {
 	out, errOut, code := vigil(t, "alarms", "list", "--addr", srv.URL)
 	if code != 0 || !strings.Contains(out, "spo2-low-medium/oximeter-1") || !strings.Contains(out, "medium") || !strings.Contains(out, "** SpO2 86") {
 		t.Errorf("list: exit %d, %q %q", code, out, errOut)
+	}
+	if !strings.Contains(out, "Notifications paused until") {
+		t.Errorf("list does not show the pause: %q", out)
 	}
 	out, errOut, code = vigil(t, "alarms", "ack", "spo2-low-medium/oximeter-1", "--by", "nurse a", "--addr", srv.URL)
 	if code != 0 || !strings.Contains(out, "acknowledged by nurse a") {
@@ -51,5 +65,23 @@ func TestAlarmsListAndAck(t *testing.T) {
 	_, errOut, code = vigil(t, "alarms", "ack", "spo2-low-medium/oximeter-1", "--addr", srv.URL)
 	if code != 1 || !strings.Contains(errOut, "--by") {
 		t.Errorf("without --by: exit %d, %q", code, errOut)
+	}
+
+	out, errOut, code = vigil(t, "alarms", "pause", "--for", "90s", "--by", "nurse-a", "--addr", srv.URL)
+	if code != 0 || !strings.Contains(out, "Notifications paused until") {
+		t.Errorf("pause: exit %d, %q %q", code, out, errOut)
+	}
+	out, errOut, code = vigil(t, "alarms", "resume", "--by", "nurse-a", "--addr", srv.URL)
+	if code != 0 || !strings.Contains(out, "not paused") {
+		t.Errorf("resume: exit %d, %q %q", code, out, errOut)
+	}
+	_, errOut, code = vigil(t, "alarms", "pause", "--addr", srv.URL)
+	if code != 1 || !strings.Contains(errOut, "--by") {
+		t.Errorf("pause without --by: exit %d, %q", code, errOut)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if n := len(acked); n != 4 || acked[2] != "/api/v1/alarms/pause?by=nurse-a&for=1m30s" || acked[3] != "/api/v1/alarms/resume?by=nurse-a" {
+		t.Errorf("agent saw %q", acked)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 
@@ -82,6 +84,13 @@ func runDemo(ctx context.Context, out io.Writer, scenarioArg string) error {
 	} else {
 		l.Close()
 	}
+	// The demo's audit log goes to a fresh directory (kept after the demo,
+	// to be read), not to /var/lib/vigil, which a demo user cannot write.
+	stateDir, err := os.MkdirTemp("", "vigil-demo-")
+	if err != nil {
+		return fmt.Errorf("demo state directory: %w", err)
+	}
+	auditLog := filepath.Join(stateDir, "audit.jsonl")
 	yaml := fmt.Sprintf(`site: demo
 room: room-1
 devices:
@@ -93,7 +102,9 @@ mqtt:
   listen: 127.0.0.1:1883
 http:
   listen: %s
-`, demoDevice, demoDriver, sim.Path(), httpListen)
+alarms:
+  audit_log: %s
+`, demoDevice, demoDriver, sim.Path(), httpListen, auditLog)
 	cfg, err := config.Parse("demo config", []byte(yaml))
 	if err != nil {
 		return fmt.Errorf("demo config: %w", err)
@@ -126,9 +137,11 @@ http:
   health:   %s/healthz  %s/readyz
   MQTT:     %s (embedded broker)
   watch:    mosquitto_sub -h %s -p %s -t 'vigil/#' -v
+  alarms:   %s/api/v1/alarms  (vigil alarms list --addr %s)
+  audit:    %s
   scenario: %s (%s)
 
-`, drv.Name, sim.Path(), ep.HTTP, ep.HTTP, ep.HTTP, ep.MQTT, host, port, scenario.Name, scenario.Description)
+`, drv.Name, sim.Path(), ep.HTTP, ep.HTTP, ep.HTTP, ep.MQTT, host, port, ep.HTTP, ep.HTTP, auditLog, scenario.Name, scenario.Description)
 		},
 	})
 	cancel()

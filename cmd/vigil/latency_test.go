@@ -79,6 +79,9 @@ http:
   listen: 127.0.0.1:0
 `, slave.Name(), broker.URL())), 0o600)
 	agent := exec.Command(bin, "run", "--config", cfg, "--log-level", "warn")
+	// VIGIL_AGENT_ENV (e.g. "GOMAXPROCS=1") sets the agent's environment
+	// only, to compare runtime settings without changing the subscriber.
+	agent.Env = append(os.Environ(), strings.Fields(os.Getenv("VIGIL_AGENT_ENV"))...)
 	var logs bytes.Buffer
 	agent.Stdout, agent.Stderr = &logs, &logs
 	if err := agent.Start(); err != nil {

@@ -29,6 +29,14 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
+	// Agents started by the tests keep their audit log in the default
+	// place, $STATE_DIRECTORY/audit.jsonl, here inside this run's directory.
+	state := filepath.Join(dir, "state")
+	if err := os.Mkdir(state, 0o750); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	os.Setenv("STATE_DIRECTORY", state)
 	vigilBin = filepath.Join(dir, "vigil")
 	build := exec.Command("go", "build", "-race", "-o", vigilBin, ".")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
