@@ -241,6 +241,9 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	srv.Handle("POST /api/v1/devices/{device}/commands/{command}", commandHandler(devices, logger))
 	srv.Handle("GET /api/v1/alarms", al.listHandler())
 	srv.Handle("POST /api/v1/alarms/ack/{alarm...}", al.ackHandler())
+	if al.links != nil {
+		srv.Handle("/ack/", al.links.Handler())
+	}
 	srv.Handle("GET /api/v1/alarms/pause", al.pauseHandler())
 	srv.Handle("POST /api/v1/alarms/pause", al.pauseHandler())
 	srv.Handle("POST /api/v1/alarms/resume", al.pauseHandler())

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/vigil-monitor/vigil/agent/acklink"
 	"github.com/vigil-monitor/vigil/agent/alarm"
 	"github.com/vigil-monitor/vigil/agent/audit"
 	"github.com/vigil-monitor/vigil/agent/clocksync"
@@ -50,13 +52,16 @@ type alarms struct {
 	// not "disconnected" alarms (the room's offline status says the agent
 	// stopped).
 	stopped atomic.Bool
-	// readClock tells whether the system clock is synchronised; nil when
-	// alarms.clock_check is off.
+	// readClock tells whether the system clock is synchronised.
 	readClock func() (clocksync.Status, error)
 	// wake tells run to re-arm its timer; armed is the time (Unix ns) the
 	// timer is set for.
 	wake  chan struct{}
 	armed atomic.Int64
+
+	// links makes and serves the signed acknowledge links; nil without
+	// alarms.ack_links.
+	links *acklink.Links
 
 	// auditPath is alarms.audit_log; audit the open log, nil while it
 	// cannot be opened (run retries). storageFailing is whether the
@@ -83,7 +88,13 @@ var technicalPriority = map[string]alarm.Priority{
 }
 
 func newAlarms(cfg *config.Config, pub alarmPublisher, reg prometheus.Registerer, logger *slog.Logger) (*alarms, error) {
-	engine, err := alarm.NewEngine(cfg.Alarms.Rules, alarm.Options{Site: cfg.Site, Room: cfg.Room, MaxPause: cfg.Alarms.PauseMax})
+	opts := alarm.Options{Site: cfg.Site, Room: cfg.Room, MaxPause: cfg.Alarms.PauseMax}
+	if !cfg.Alarms.ClockCheck {
+		// Off outside a session only: during one, technical alarms
+		// cannot be disabled.
+		opts.OffOutsideSession = []string{condClockUnsynchronised}
+	}
+	engine, err := alarm.NewEngine(cfg.Alarms.Rules, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -94,8 +105,11 @@ func newAlarms(cfg *config.Config, pub alarmPublisher, reg prometheus.Registerer
 	a := &alarms{engine: engine, pub: pub, logger: logger, notifiers: map[string]notify.Notifier{},
 		metrics: newAlarmMetrics(reg, cfg.Site, cfg.Room, channels), wake: make(chan struct{}, 1)}
 	a.armed.Store(math.MaxInt64) // until run arms its timer
-	if cfg.Alarms.ClockCheck {
-		a.readClock = clocksync.Read
+	a.readClock = clocksync.Read
+	if l := cfg.Alarms.AckLinks; l != nil {
+		if a.links, err = newAckLinks(l, a, logger); err != nil {
+			return nil, err
+		}
 	}
 	a.auditPath = cfg.Alarms.AuditLog
 	a.openAudit()
@@ -163,13 +177,9 @@ func (a *alarms) run(ctx context.Context) {
 			}()
 		}
 	}
-	var clockChecks <-chan time.Time
-	if a.readClock != nil {
-		a.checkClock(a.readClock)
-		ct := time.NewTicker(clockCheckInterval)
-		defer ct.Stop()
-		clockChecks = ct.C
-	}
+	a.checkClock(a.readClock)
+	clockChecks := time.NewTicker(clockCheckInterval)
+	defer clockChecks.Stop()
 	// The engine is ticked at least every tickInterval (a device that
 	// stops sending must still let delays run out), and exactly when a
 	// condition or clear delay ends (NextDue), so an alarm starts at the
@@ -189,7 +199,7 @@ func (a *alarms) run(ctx context.Context) {
 		case now := <-timer.C:
 			a.handle(a.engine.Tick(now))
 		case <-a.wake:
-		case <-clockChecks:
+		case <-clockChecks.C:
 			a.checkClock(a.readClock)
 		}
 		next := time.Now().Add(tickInterval)
@@ -267,7 +277,13 @@ func (a *alarms) handle(evs []alarm.Event) {
 			a.pub.PublishAlarmEvent(b)
 		}
 		if a.dispatcher != nil && a.engine.ShouldNotify(ev, now) {
-			a.dispatcher.Dispatch(ev)
+			// Only notifications carry the link: it acknowledges, so it
+			// is not published on MQTT nor written to the audit log.
+			sent := ev
+			if a.links != nil && ev.Phase != alarm.PhaseEnd && (ev.State == alarm.Active || ev.State == alarm.Latched) {
+				sent.AckURL = a.links.URL(ev)
+			}
+			a.dispatcher.Dispatch(sent)
 		}
 		// Audited after dispatch: an fsync costs about half a millisecond,
 		// which the first notification does not wait for.
@@ -288,12 +304,17 @@ func (a *alarms) handle(evs []alarm.Event) {
 
 // acknowledge applies an acknowledgement from any path (API, MQTT, phone).
 func (a *alarms) acknowledge(alarmID, by, how string) error {
-	evs, err := a.engine.Acknowledge(alarmID, by, how, time.Now())
+	return a.acknowledgeEvent(alarmID, "", by, how)
+}
+
+// acknowledgeEvent acknowledges one occurrence of the alarm (any, when
+// eventID is ""); the phone link names the one it was sent for.
+func (a *alarms) acknowledgeEvent(alarmID, eventID, by, how string) error {
+	evs, err := a.engine.AcknowledgeEvent(alarmID, eventID, by, how, time.Now())
 	if err != nil {
 		return err
 	}
 	a.logger.Info("alarm acknowledged", "alarm", alarmID, "by", by, "how", how)
-	eventID := ""
 	if len(evs) > 0 {
 		eventID = evs[0].EventID
 	}
@@ -304,6 +325,44 @@ func (a *alarms) acknowledge(alarmID, by, how string) error {
 	}
 	a.handle(evs)
 	return nil
+}
+
+// newAckLinks builds the acknowledge links from alarms.ack_links. Without a
+// key file the key is random: links of an earlier run stop working, which
+// only costs a nurse a trip to the room or the CLI.
+func newAckLinks(c *config.AckLinks, a *alarms, logger *slog.Logger) (*acklink.Links, error) {
+	var key []byte
+	if c.KeyFile != "" {
+		k, err := notify.ReadSecretFile(c.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("alarms.ack_links.key_file: %w", err)
+		}
+		key = []byte(k)
+	} else {
+		key = make([]byte, acklink.MinKeyBytes)
+		if _, err := rand.Read(key); err != nil {
+			return nil, fmt.Errorf("acknowledge link key: %w", err)
+		}
+		logger.Info("acknowledge links use a key made at start (no alarms.ack_links.key_file): links sent before a restart will not work")
+	}
+	return acklink.New(acklink.Options{
+		Key:         key,
+		BaseURL:     c.BaseURL,
+		TTL:         c.TTL,
+		Acknowledge: a.acknowledgeEvent,
+		Current:     a.current,
+		Logger:      logger,
+	})
+}
+
+// current is the alarm's present event, if it is in force.
+func (a *alarms) current(alarmID string) (alarm.Event, bool) {
+	for _, ev := range a.engine.Active() {
+		if ev.AlarmID == alarmID {
+			return ev, true
+		}
+	}
+	return alarm.Event{}, false
 }
 
 // pause pauses notifications of the alarms in force (a new or higher

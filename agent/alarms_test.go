@@ -27,6 +27,8 @@ type webhookEvent struct {
 	Limit    *float64 `json:"limit"`
 	Text     string   `json:"text"`
 	Device   string   `json:"device"`
+	EventID  string   `json:"event_id"`
+	AckURL   string   `json:"ack_url"`
 }
 
 // TestDesaturationAlarmEndToEnd: a desaturation read from the oximeter

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -238,5 +239,131 @@ notify:
 	if len(notified) < 3 || notified[0] != "nurses start delivered" || !strings.HasPrefix(notified[1], "physician ") ||
 		!strings.HasSuffix(notified[1], " delivered") || !slices.Contains(notified, "physician end delivered") {
 		t.Errorf("notifications in the audit log: %q", notified)
+	}
+}
+
+// TestAckLinkEndToEnd: with alarms.ack_links, the notification carries a
+// signed link to the agent; opening it shows the alarm and changes
+// nothing; the page's button acknowledges it (escalation stops), with the
+// name given, recorded as "phone link"; the link then works no more; the
+// MQTT event does not carry the link.
+func TestAckLinkEndToEnd(t *testing.T) {
+	nurses := newReceiver(t)
+	ox := newFakeOximeter(t)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "hook.secret"), []byte("a-long-enough-webhook-secret\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "ack.key"), []byte("an-ack-link-key-of-at-least-32-bytes-0123456789\n"), 0o600)
+	// The agent's port is only known once it listens, so the base URL is
+	// a name resolved to it by the test's HTTP client: the link is checked
+	// for the configured base, then fetched on the agent.
+	path := filepath.Join(dir, "vigil.yaml")
+	os.WriteFile(path, []byte(fmt.Sprintf(`site: clinic-a
+room: room-1
+devices:
+  - id: oximeter-1
+    driver: masimo-ascii
+    port: %s
+mqtt:
+  url: embedded
+  listen: 127.0.0.1:0
+http:
+  listen: 127.0.0.1:0
+alarms:
+  audit_log: %s/audit.jsonl
+  clock_check: false
+  ack_links:
+    base_url: http://room-1.clinic.lan:9817
+    key_file: ack.key
+  rules:
+    - name: spo2-low
+      metric: spo2
+      below: 90
+      priority: medium
+      delay: 0s
+notify:
+  channels:
+    - name: nurses
+      type: webhook
+      url: %s/nurses
+      secret_file: hook.secret
+  routes:
+    - priorities: [high, medium]
+      channels: [nurses]
+`, ox.link, dir, nurses.srv.URL)), 0o600)
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ra := startAgent(t, cfg)
+	sub := subscribe(t, ra.ep.MQTT)
+	ox.send(frame(97, 70, 0))
+	ox.send(frame(86, 70, 0))
+	waitFor(t, "the alarm at the nurses' channel", 15*time.Second, func() bool { return nurses.has("spo2-low/oximeter-1", "start", "") })
+	nurses.mu.Lock()
+	link := nurses.got[0].AckURL
+	nurses.mu.Unlock()
+	const base = "http://room-1.clinic.lan:9817/ack/"
+	if !strings.HasPrefix(link, base) || len(link) < len(base)+40 {
+		t.Fatalf("ack_url %q", link)
+	}
+	for _, m := range sub.snapshot() {
+		if strings.Contains(string(m.payload), "/ack/") {
+			t.Errorf("the link was published on MQTT (%s)", m.topic)
+		}
+	}
+	// The same request the phone makes, sent to where the agent listens.
+	local := ra.ep.HTTP + strings.TrimPrefix(link, "http://room-1.clinic.lan:9817")
+	req, _ := http.NewRequest(http.MethodGet, local, nil)
+	req.Host = "room-1.clinic.lan:9817"
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(page), "spo2") {
+		t.Fatalf("GET link: %d\n%s", resp.StatusCode, page)
+	}
+	if nurses.has("spo2-low/oximeter-1", "update", "acknowledged") {
+		t.Fatal("opening the link acknowledged")
+	}
+	_, after, ok := strings.Cut(string(page), `name="confirm" value="`)
+	confirm, _, _ := strings.Cut(after, `"`)
+	if !ok || confirm == "" {
+		t.Fatalf("no confirm value on the page:\n%s", page)
+	}
+	post := func() int {
+		t.Helper()
+		form := url.Values{"confirm": {confirm}, "by": {"RN Kim"}}
+		req, _ := http.NewRequest(http.MethodPost, local, strings.NewReader(form.Encode()))
+		req.Host = "room-1.clinic.lan:9817"
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", "http://room-1.clinic.lan:9817")
+		req.Header.Set("Sec-Fetch-Site", "same-origin")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post(); code != http.StatusOK {
+		t.Fatalf("POST link: %d", code)
+	}
+	waitFor(t, "the acknowledgement at the nurses' channel", 10*time.Second, func() bool {
+		return nurses.has("spo2-low/oximeter-1", "update", "acknowledged")
+	})
+	if code := post(); code != http.StatusConflict {
+		t.Errorf("second POST of the link: %d, want 409", code)
+	}
+	sub.client.Disconnect(100)
+	ra.stop(t)
+	data, err := os.ReadFile(filepath.Join(dir, "audit.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(data), `"type":"acknowledge","alarm_id":"spo2-low/oximeter-1"`) ||
+		!strings.Contains(string(data), `"by":"RN Kim","via":"phone link"`) || strings.Contains(string(data), "/ack/") {
+		t.Errorf("audit log:\n%s", data)
 	}
 }

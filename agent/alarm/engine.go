@@ -61,6 +61,12 @@ type Options struct {
 	MaxPause time.Duration
 	// TechnicalDelays by condition; nil means DefaultTechnicalDelays.
 	TechnicalDelays map[string]time.Duration
+	// OffOutsideSession are technical conditions the configuration turned
+	// off (clock_check: false). They stay off only while no dosing session
+	// is active: technical alarms cannot be disabled for a room with an
+	// active session (issue 4), so SetSession raises them when the
+	// condition is on.
+	OffOutsideSession []string
 }
 
 // ErrUnknownAlarm is returned when acknowledging an AlarmID the engine does
@@ -85,6 +91,8 @@ type Engine struct {
 
 	ruleAlarms map[ruleKey]*ruleAlarm
 	technical  map[techKey]*Alarm
+	techOn     map[techKey]techReport // every technical condition's latest report
+	offOutside map[string]bool  // Options.OffOutsideSession
 	byID       map[string]*Alarm
 	routes     map[string]string // AlarmID -> rule route
 	order      []*Alarm          // creation order, for deterministic Tick output
@@ -102,6 +110,12 @@ type ruleKey struct {
 
 type techKey struct {
 	device, condition string
+}
+
+// techReport is a technical condition as last reported to SetTechnical.
+type techReport struct {
+	on       bool
+	priority Priority
 }
 
 type ruleAlarm struct {
@@ -147,12 +161,17 @@ func NewEngine(rules []Rule, opts Options) (*Engine, error) {
 		ruleNames:  make(map[string]bool, len(rules)),
 		ruleAlarms: make(map[ruleKey]*ruleAlarm),
 		technical:  make(map[techKey]*Alarm),
+		techOn:     make(map[techKey]techReport),
+		offOutside: make(map[string]bool),
 		byID:       make(map[string]*Alarm),
 		routes:     make(map[string]string),
 		devices:    make(map[string]*deviceState),
 	}
 	if e.maxPause == 0 {
 		e.maxPause = DefaultMaxPause
+	}
+	for _, c := range opts.OffOutsideSession {
+		e.offOutside[c] = true
 	}
 	if e.ids == nil {
 		now := time.Now
@@ -339,11 +358,29 @@ func (e *Engine) NextDue() (due time.Time, ok bool) {
 // ErrNotAlarming for an alarm that is inactive or pending; both wrapped
 // with the id, test with errors.Is.
 func (e *Engine) Acknowledge(alarmID, by, how string, now time.Time) ([]Event, error) {
+	return e.AcknowledgeEvent(alarmID, "", by, how, now)
+}
+
+// ErrOtherOccurrence is returned by AcknowledgeEvent when the alarm's
+// present occurrence is not the one named: the one a link was made for
+// ended, and a new one must be seen before it is acknowledged.
+var ErrOtherOccurrence = errors.New("that occurrence of the alarm has ended")
+
+// AcknowledgeEvent is Acknowledge for one occurrence: eventID, when not
+// empty, must be the alarm's present occurrence (checked under the same
+// lock as the acknowledgement, so an occurrence starting in between is
+// never acknowledged by a link made for an earlier one).
+func (e *Engine) AcknowledgeEvent(alarmID, eventID, by, how string, now time.Time) ([]Event, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	a, ok := e.byID[alarmID]
 	if !ok {
 		return nil, fmt.Errorf("acknowledge %q: %w", alarmID, ErrUnknownAlarm)
+	}
+	if eventID != "" {
+		if cur, ok := a.Current(); !ok || cur.EventID != eventID {
+			return nil, fmt.Errorf("acknowledge %q: %w", alarmID, ErrOtherOccurrence)
+		}
 	}
 	evs, err := a.Acknowledge(by, how, now)
 	if err != nil {
@@ -367,6 +404,16 @@ func (e *Engine) SetTechnical(device, condition string, on bool, priority Priori
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	k := techKey{device: device, condition: condition}
+	e.techOn[k] = techReport{on: on, priority: priority}
+	if e.offOutside[condition] && e.session == nil {
+		on = false // turned off by the configuration, and no session is active
+	}
+	return e.setTechnical(k, on, priority, now)
+}
+
+// setTechnical applies a technical condition's effective state.
+func (e *Engine) setTechnical(k techKey, on bool, priority Priority, now time.Time) []Event {
+	device, condition := k.device, k.condition
 	a, ok := e.technical[k]
 	if !ok {
 		if !on {
@@ -427,7 +474,7 @@ func (e *Engine) ClearBaseline(device, metric string) {
 }
 
 // SetSession sets the opaque session id the events carry; "" for none.
-func (e *Engine) SetSession(session string) {
+func (e *Engine) SetSession(session string, now time.Time) []Event {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.session = nil
@@ -437,6 +484,15 @@ func (e *Engine) SetSession(session string) {
 	for _, a := range e.order {
 		a.SetSession(e.session)
 	}
+	// Conditions turned off by the configuration count again during a
+	// session, and are off again after it.
+	var evs []Event
+	for k, r := range e.techOn {
+		if e.offOutside[k.condition] {
+			evs = append(evs, e.setTechnical(k, r.on && e.session != nil, r.priority, now)...)
+		}
+	}
+	return evs
 }
 
 // Route is the route of the rule behind alarmID ("" for technical alarms

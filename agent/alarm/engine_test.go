@@ -476,12 +476,12 @@ func TestEngineOptions(t *testing.T) {
 	rules := DefaultRules()
 	rules[0].Route = "phones"
 	e, _ = NewEngine(rules, Options{IDs: counterIDs()})
-	e.SetSession("s-1")
+	e.SetSession("s-1", at(0))
 	evs := e.Observe("bp", "nibp_systolic", 185, true, 0, at(0))
 	if len(evs) != 2 || evs[0].Session == nil || *evs[0].Session != "s-1" {
 		t.Fatalf("session not carried: %+v", evs)
 	}
-	e.SetSession("")
+	e.SetSession("", at(0))
 	if cur := e.Active(); cur[0].Session != nil {
 		t.Error("session kept after SetSession(\"\")")
 	}
@@ -597,5 +597,60 @@ func TestNextDue(t *testing.T) {
 	s.e.Observe("ox", "spo2", 97, true, 0, clear)
 	if d, ok := s.e.NextDue(); ok && d.After(clear.Add(time.Minute)) {
 		t.Errorf("NextDue while clearing = %v", d)
+	}
+}
+
+// TestTechnicalOffOnlyOutsideSession: a technical condition the config
+// turned off (clock_check: false) raises nothing outside a session, is
+// raised when a session starts while it is on, and ends with the session.
+func TestTechnicalOffOnlyOutsideSession(t *testing.T) {
+	e, err := NewEngine(DefaultRules(), Options{IDs: counterIDs(), OffOutsideSession: []string{"clock-unsynchronised"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if evs := e.SetTechnical("", "clock-unsynchronised", true, Low, at(0)); len(evs) != 0 {
+		t.Fatalf("raised outside a session: %v", evs)
+	}
+	evs := e.SetSession("s-1", at(1))
+	if len(evs) != 1 || evs[0].AlarmID != "clock-unsynchronised" || evs[0].Phase != PhaseStart || evs[0].Priority != Low ||
+		evs[0].Session == nil || *evs[0].Session != "s-1" {
+		t.Fatalf("session start: %+v", evs)
+	}
+	// Other technical conditions are never off.
+	if evs := e.SetTechnical("ox", "disconnected", true, Medium, at(2)); len(evs) != 1 {
+		t.Errorf("disconnected: %v", evs)
+	}
+	evs = e.SetSession("", at(3))
+	if len(evs) != 1 || evs[0].AlarmID != "clock-unsynchronised" || evs[0].Phase != PhaseEnd {
+		t.Fatalf("session end: %+v", evs)
+	}
+	if act := e.Active(); len(act) != 1 || act[0].AlarmID != "disconnected/ox" {
+		t.Errorf("active after the session: %+v", act)
+	}
+}
+
+// TestAcknowledgeEvent: an acknowledgement bound to one occurrence is
+// refused once that occurrence has ended and another began.
+func TestAcknowledgeEvent(t *testing.T) {
+	s := newSession(t, DefaultRules())
+	s.spo2(0, 16, 88, 0)
+	first := s.evs[0]
+	s.spo2(16, 60, 97, 0) // ends, after its clear delay
+	s.spo2(60, 80, 88, 0) // a new occurrence
+	var second Event
+	for _, ev := range s.evs {
+		if ev.Phase == PhaseStart && ev.EventID != first.EventID {
+			second = ev
+		}
+	}
+	if second.EventID == "" {
+		t.Fatalf("no second occurrence: %v", s.log)
+	}
+	if _, err := s.e.AcknowledgeEvent(first.AlarmID, first.EventID, "nurse-a", "phone link", at(80)); !errors.Is(err, ErrOtherOccurrence) {
+		t.Errorf("acknowledging an ended occurrence: %v", err)
+	}
+	evs, err := s.e.AcknowledgeEvent(second.AlarmID, second.EventID, "nurse-a", "phone link", at(80))
+	if err != nil || len(evs) != 1 || evs[0].State != Acknowledged {
+		t.Errorf("acknowledging the present occurrence: %v %v", evs, err)
 	}
 }

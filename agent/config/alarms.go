@@ -17,6 +17,7 @@ import (
 
 	yaml "go.yaml.in/yaml/v3"
 
+	"github.com/vigil-monitor/vigil/agent/acklink"
 	"github.com/vigil-monitor/vigil/agent/alarm"
 	"github.com/vigil-monitor/vigil/agent/notify/alertmanager"
 	execnotify "github.com/vigil-monitor/vigil/agent/notify/exec"
@@ -39,7 +40,8 @@ type AlarmsConfig struct {
 	// transition, acknowledgement and pause; default DefaultAuditLog().
 	AuditLog string
 	// ClockCheck raises a technical alarm while the system clock is not
-	// synchronised (the kernel's view, kept by an NTP client); default true.
+	// synchronised (the kernel's view, kept by an NTP client); default
+	// true. false turns it off outside dosing sessions only.
 	ClockCheck bool
 	// AckLinks, when set, puts a signed acknowledge link in notifications.
 	AckLinks *AckLinks
@@ -61,14 +63,13 @@ type AckLinks struct {
 	Line int
 }
 
-// DefaultAckLinkTTL: a link in a notification must outlive the escalation
-// tiers it travels through (minutes), but a link found later in a phone's
-// history must not acknowledge a new alarm (it cannot: a link names one
-// occurrence) nor stay usable all shift.
-const DefaultAckLinkTTL = 30 * time.Minute
-
-// MaxAckLinkTTL bounds ack_links.ttl.
-const MaxAckLinkTTL = 24 * time.Hour
+// DefaultAckLinkTTL, MinAckLinkTTL and MaxAckLinkTTL are the acknowledge
+// links' (see agent/acklink for the reasons).
+const (
+	DefaultAckLinkTTL = acklink.DefaultTTL
+	MinAckLinkTTL     = acklink.MinTTL
+	MaxAckLinkTTL     = acklink.MaxTTL
+)
 
 // DefaultAuditLog is the audit log's path when alarms.audit_log is unset:
 // in the systemd unit's StateDirectory ($STATE_DIRECTORY, set by systemd),
@@ -236,8 +237,8 @@ func (w *walker) ackLinks(p pair) *AckLinks {
 			switch {
 			case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
 				w.add(q.val, q.path, "%s is not an absolute http:// or https:// URL (where phones reach this agent, e.g. https://room-1.clinic.lan:9817)", quote(v))
-			case u.User != nil || u.RawQuery != "" || u.Fragment != "":
-				w.add(q.val, q.path, "%s must not carry credentials, a query or a fragment", quote(v))
+			case u.User != nil || u.RawQuery != "" || u.Fragment != "" || (u.Path != "" && u.Path != "/"):
+				w.add(q.val, q.path, "%s must be scheme://host[:port] only: links are served at /ack/ on the agent's http.listen", quote(v))
 			default:
 				l.BaseURL = strings.TrimSuffix(v, "/")
 			}
@@ -261,8 +262,8 @@ func (w *walker) ackLinks(p pair) *AckLinks {
 			if !set {
 				break
 			}
-			if v < time.Minute || v > MaxAckLinkTTL {
-				w.add(q.val, q.path, "ttl %s must be between 1m and %s", v, MaxAckLinkTTL)
+			if v < MinAckLinkTTL || v > MaxAckLinkTTL {
+				w.add(q.val, q.path, "ttl %s must be between %s and %s", v, MinAckLinkTTL, MaxAckLinkTTL)
 				break
 			}
 			l.TTL = v
