@@ -92,7 +92,7 @@ type Engine struct {
 	ruleAlarms map[ruleKey]*ruleAlarm
 	technical  map[techKey]*Alarm
 	techOn     map[techKey]techReport // every technical condition's latest report
-	offOutside map[string]bool  // Options.OffOutsideSession
+	offOutside map[string]bool        // Options.OffOutsideSession
 	byID       map[string]*Alarm
 	routes     map[string]string // AlarmID -> rule route
 	order      []*Alarm          // creation order, for deterministic Tick output
