@@ -71,6 +71,16 @@ type Options struct {
 	// OnCommand's. It returns nil when done, else the reason (unknown alarm,
 	// already acknowledged), published on alarms/cmd/result.
 	OnAlarmCommand func(AlarmCommand) error
+
+	// Outbox, when set, is the durable outbox the publisher drains, in ID
+	// order, whenever OutboxChanged is called and after every (re)connect;
+	// OnDelivered is told the ID of each message the broker acknowledged
+	// (called from paho's goroutine: it must not block). Messages with an
+	// ID up to ReplayThrough were taken by an earlier run of the agent and
+	// are sent with "replayed": true.
+	Outbox        Outbox
+	OnDelivered   func(id int64)
+	ReplayThrough int64
 }
 
 // OptionError is a configuration problem found by New.

@@ -304,6 +304,13 @@ type Publisher struct {
 	commandsDone    chan struct{}
 	commandsDropped atomic.Uint64
 	commandLogLimit logLimiter
+
+	// Outbox (outbox.go): OutboxChanged wakes the sender; outboxSent is
+	// the last outbox ID handed to paho (owned by send); delivery maps
+	// paho's packets to outbox IDs.
+	outboxWake chan struct{}
+	outboxSent int64
+	delivery   outboxIDs
 }
 
 // New validates o and reads the TLS files. It does not connect.
@@ -333,6 +340,7 @@ func New(o Options) (*Publisher, error) {
 		commands:        make(chan inboundCommand, commandQueueSize),
 		subscribeReq:    make(chan struct{}, 1),
 		commandsDone:    make(chan struct{}),
+		outboxWake:      make(chan struct{}, 1),
 	}
 	p.handoverIdle = sync.NewCond(&p.handoverMu)
 	return p, nil
@@ -354,6 +362,10 @@ func (p *Publisher) Start(ctx context.Context) error {
 	}
 
 	p.store = newResumeStore()
+	if p.s.Outbox != nil {
+		p.store.onPut = p.delivery.put
+		p.store.onDel = p.delivered
+	}
 	opts := paho.NewClientOptions().
 		AddBroker(p.s.URL).
 		SetClientID(p.s.ClientID).
@@ -719,7 +731,14 @@ func (p *Publisher) send() {
 	defer retry.Stop()
 	drain := p.drain
 	draining := false
+	// outboxDue: the outbox may hold messages not yet handed over (at
+	// start: whatever an earlier run left).
+	outboxDue := p.s.Outbox != nil
+	p.logReplay()
 	for {
+		if outboxDue && !draining {
+			outboxDue = !p.sendOutbox()
+		}
 		for len(backlog) > 0 && p.beginHandover() {
 			m := backlog[0]
 			token := p.client.Publish(m.topic, 1, m.retained, m.payload)
@@ -732,18 +751,26 @@ func (p *Publisher) send() {
 			return
 		}
 		var tick <-chan time.Time
-		if len(backlog) > 0 {
+		if len(backlog) > 0 || outboxDue {
 			retry.Reset(resumePoll)
 			tick = retry.C
 		}
 		select {
 		case m := <-p.queue:
 			backlog = p.appendBacklog(backlog, m)
+		case <-p.outboxWake:
+			outboxDue = true
 		case <-tick:
 		case <-drain:
 			// Nothing more can be queued (shutdown holds enqueueMu): take
 			// what is queued, then the offline status goes last.
 			drain, draining = nil, true
+			// What the outbox holds goes first (the caller stopped its
+			// writer before Close, so nothing is added); what cannot be
+			// sent now stays in the outbox for the next run.
+			if p.s.Outbox != nil {
+				p.sendOutbox()
+			}
 			for empty := false; !empty; {
 				select {
 				case m := <-p.queue:

@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
 )
 
 // resumeStore is paho's ordered in-memory store, counting the snapshots
@@ -15,10 +16,30 @@ import (
 type resumeStore struct {
 	*paho.OrderedMemoryStore
 	snapshots atomic.Uint64
+	// onPut and onDel, when set, see every key stored and deleted: paho
+	// deletes an outbound publish when the broker acknowledges it.
+	onPut func(key string)
+	onDel func(key string)
 }
 
 func newResumeStore() *resumeStore {
 	return &resumeStore{OrderedMemoryStore: paho.NewOrderedMemoryStore()}
+}
+
+// Put stores a packet; paho calls it synchronously inside Publish.
+func (s *resumeStore) Put(key string, m packets.ControlPacket) {
+	s.OrderedMemoryStore.Put(key, m)
+	if s.onPut != nil {
+		s.onPut(key)
+	}
+}
+
+// Del removes a packet; for an outbound publish, paho does so on its PUBACK.
+func (s *resumeStore) Del(key string) {
+	s.OrderedMemoryStore.Del(key)
+	if s.onDel != nil {
+		s.onDel(key)
+	}
 }
 
 // All is paho's snapshot. The count goes up after the snapshot is taken, so

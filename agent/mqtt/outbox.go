@@ -1,0 +1,144 @@
+package mqtt
+
+import (
+	"bytes"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// OutboxMessage is a message committed to the durable outbox: the
+// publisher sends these in ID order and reports each one the broker has
+// acknowledged (Options.OnDelivered), so the outbox can delete it.
+type OutboxMessage struct {
+	ID       int64
+	Topic    string
+	Payload  []byte
+	Retained bool
+}
+
+// Outbox is the durable store the publisher drains (agent/store).
+type Outbox interface {
+	// Outbox returns up to limit messages with IDs above afterID, in ID
+	// order.
+	Outbox(afterID int64, limit int) ([]OutboxMessage, error)
+}
+
+// outboxPage is how many outbox messages one read takes.
+const outboxPage = 512
+
+// replayedField marks a message sent by a later run of the agent than the
+// one that took it (README, MQTT): consumers deduplicate on (device, seq).
+var replayedField = []byte(`,"replayed":true}`)
+
+// markReplayed adds "replayed": true to a JSON object payload.
+func markReplayed(payload []byte) []byte {
+	trimmed := bytes.TrimRight(payload, " \n")
+	if len(trimmed) < 2 || trimmed[0] != '{' || trimmed[len(trimmed)-1] != '}' {
+		return payload // not an object: sent as it was
+	}
+	out := make([]byte, 0, len(trimmed)+len(replayedField))
+	out = append(out, trimmed[:len(trimmed)-1]...)
+	if len(trimmed) == 2 { // {}
+		return append(out, replayedField[1:]...)
+	}
+	return append(out, replayedField...)
+}
+
+// outboxIDs maps paho's outbound store keys to outbox IDs: Put records the
+// outbox ID the sender is publishing (paho's Publish calls Put
+// synchronously, on the sender's goroutine), Del (paho's reaction to the
+// broker's PUBACK) reports it delivered.
+type outboxIDs struct {
+	mu   sync.Mutex
+	next int64            // the outbox ID of the Publish in progress; 0 for none
+	ids  map[string]int64 // paho store key "o.<packet id>" -> outbox ID
+}
+
+func (o *outboxIDs) publishing(id int64) {
+	o.mu.Lock()
+	o.next = id
+	o.mu.Unlock()
+}
+
+// put is called from the store's Put.
+func (o *outboxIDs) put(key string) {
+	if !strings.HasPrefix(key, "o.") {
+		return
+	}
+	o.mu.Lock()
+	if o.next != 0 {
+		if o.ids == nil {
+			o.ids = make(map[string]int64)
+		}
+		o.ids[key] = o.next
+		o.next = 0
+	}
+	o.mu.Unlock()
+}
+
+// del is called from the store's Del; it returns the outbox ID delivered.
+func (o *outboxIDs) del(key string) (int64, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	id, ok := o.ids[key]
+	if ok {
+		delete(o.ids, key)
+	}
+	return id, ok
+}
+
+// OutboxChanged tells the publisher that new messages were committed to
+// the outbox: the sender reads them as soon as the connection allows.
+// It never blocks.
+func (p *Publisher) OutboxChanged() {
+	select {
+	case p.outboxWake <- struct{}{}:
+	default:
+	}
+}
+
+// sendOutbox hands the outbox's messages after the last one handed over to
+// paho, in order, while the connection is ready. It returns false when it
+// stopped because the connection is not ready (the caller polls).
+func (p *Publisher) sendOutbox() bool {
+	for {
+		page, err := p.s.Outbox.Outbox(p.outboxSent, outboxPage)
+		if err != nil {
+			p.reportError(&PublishError{Topic: "outbox", Err: err})
+			return false
+		}
+		for _, m := range page {
+			if !p.beginHandover() {
+				return false
+			}
+			payload := m.Payload
+			if m.ID <= p.s.ReplayThrough {
+				payload = markReplayed(payload)
+			}
+			p.delivery.publishing(m.ID)
+			token := p.client.Publish(m.Topic, 1, m.Retained, payload)
+			p.delivery.publishing(0)
+			p.endHandover()
+			p.track(m.Topic, token)
+			p.outboxSent = m.ID
+		}
+		if len(page) < outboxPage {
+			return true
+		}
+	}
+}
+
+// delivered is the store's Del hook.
+func (p *Publisher) delivered(key string) {
+	if id, ok := p.delivery.del(key); ok && p.s.OnDelivered != nil {
+		p.s.OnDelivered(id)
+	}
+}
+
+func (p *Publisher) logReplay() {
+	if p.s.Outbox != nil && p.s.ReplayThrough > 0 {
+		p.log.Info("replaying messages a previous run did not deliver", slog.String("through_outbox_id", strconv.FormatInt(p.s.ReplayThrough, 10)))
+	}
+}

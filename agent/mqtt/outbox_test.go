@@ -1,0 +1,152 @@
+package mqtt
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vigil-monitor/vigil/agent/mqtt/testbroker"
+)
+
+// memoryOutbox is an Outbox in memory, deleting what is delivered: the
+// publisher's side of the contract (agent/store is the durable one, tested
+// with this publisher in agent/).
+type memoryOutbox struct {
+	mu        sync.Mutex
+	msgs      []OutboxMessage
+	delivered []int64
+	nextID    int64
+}
+
+func (o *memoryOutbox) add(p *Publisher, from, to uint64) {
+	o.mu.Lock()
+	for seq := from; seq <= to; seq++ {
+		m := expected(seq)
+		o.nextID++
+		o.msgs = append(o.msgs, OutboxMessage{ID: o.nextID, Topic: m.Topic, Payload: []byte(m.Payload)})
+	}
+	o.mu.Unlock()
+	if p != nil {
+		p.OutboxChanged()
+	}
+}
+
+func (o *memoryOutbox) Outbox(afterID int64, limit int) ([]OutboxMessage, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var out []OutboxMessage
+	for _, m := range o.msgs {
+		if m.ID > afterID && len(out) < limit {
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}
+
+func (o *memoryOutbox) onDelivered(id int64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.delivered = append(o.delivered, id)
+	for i, m := range o.msgs {
+		if m.ID == id {
+			o.msgs = append(o.msgs[:i], o.msgs[i+1:]...)
+			break
+		}
+	}
+}
+
+func (o *memoryOutbox) left() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.msgs)
+}
+
+// TestPublisherOutbox: messages an earlier run left in the outbox are sent
+// first, marked replayed; new ones follow in ID order as they are
+// committed, including across a broken connection; every message is
+// reported delivered only after the broker's PUBACK, so the outbox ends
+// empty; and the number of deliveries equals the number of messages.
+func TestPublisherOutbox(t *testing.T) {
+	mosq := testbroker.StartMosquitto(t)
+	proxy := startProxy(t, mosq.Addr())
+	sub := subscribe(t, mosq.URL(), readingsOnly, "")
+	ob := &memoryOutbox{}
+	ob.add(nil, 1, 20) // left by an earlier run
+	log := newConnectionLog()
+	p, err := New(Options{
+		URL: proxy.URL(), Site: testSite, Room: testRoom, Version: "test-1.0",
+		ClientID: "vigil-test-outbox", KeepAlive: 2 * time.Second, Logger: testLogger(t),
+		OnConnectionChange: log.change, OnPublishError: log.publishError,
+		Outbox: ob, OnDelivered: ob.onDelivered, ReplayThrough: 20,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		p.Close(ctx)
+	})
+	msgs := sub.waitFor(t, "the replayed messages", func(m []message) bool { return len(m) >= 20 })
+	for i, m := range msgs[:20] {
+		want := expected(uint64(i + 1))
+		if m.Topic != want.Topic || m.Payload != strings.TrimSuffix(want.Payload, "}")+`,"replayed":true}` {
+			t.Fatalf("replayed %d: %s %s", i+1, m.Topic, m.Payload)
+		}
+	}
+	ob.add(p, 21, 40)
+	sub.waitFor(t, "new messages", func(m []message) bool { return len(m) >= 40 })
+
+	// Committed while the connection is broken: sent after it is back.
+	proxy.Break()
+	log.waitChanges(t, []bool{true, false})
+	ob.add(p, 41, 80)
+	proxy.Mend()
+	msgs = sub.waitFor(t, "messages after the reconnect", func(m []message) bool { return distinctSeqs(t, m) >= 80 })
+	var plain []message
+	for _, m := range msgs[20:] {
+		if strings.Contains(m.Payload, `"replayed"`) {
+			t.Errorf("a message of this run marked replayed: %s", m.Payload)
+		}
+		plain = append(plain, m)
+	}
+	checkOrderedAtLeastOnce(t, plain, 21, 80)
+	deadline := time.Now().Add(waitLimit)
+	for ob.left() > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := ob.left(); n != 0 {
+		t.Fatalf("%d messages never reported delivered", n)
+	}
+	ob.mu.Lock()
+	defer ob.mu.Unlock()
+	seen := map[int64]bool{}
+	for _, id := range ob.delivered {
+		if seen[id] {
+			t.Errorf("outbox id %d reported delivered twice", id)
+		}
+		seen[id] = true
+	}
+	if len(seen) != 80 {
+		t.Errorf("%d ids delivered, want 80", len(seen))
+	}
+}
+
+func TestMarkReplayed(t *testing.T) {
+	for in, want := range map[string]string{
+		`{"seq":1}`:        `{"seq":1,"replayed":true}`,
+		`{"seq":1}` + "\n": `{"seq":1,"replayed":true}`,
+		`{}`:               `{"replayed":true}`,
+		`[1]`:              `[1]`,
+		``:                 ``,
+	} {
+		if got := string(markReplayed([]byte(in))); got != want {
+			t.Errorf("markReplayed(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
