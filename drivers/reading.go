@@ -28,6 +28,9 @@ type Reading struct {
 	// were read.
 	Received time.Time
 	Flags    Flags
+	// Session is the room's dosing session when the reading was taken (an
+	// opaque id; set by the agent, "" outside a session).
+	Session string
 }
 
 // HasValue reports whether the reading carries a usable value.

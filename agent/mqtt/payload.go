@@ -33,7 +33,8 @@ const maxFlagNames = 32
 // every threshold and silences it (ecosystem.md, Prometheus).
 //
 // A waveform reading (Samples not empty) carries "samples" and "sample_rate"
-// and a null "value". "session" is null until sessions exist.
+// and a null "value". "session" is the dosing session's opaque id, null
+// outside a session.
 //
 // It does not allocate when dst has room for the payload, so a caller that
 // reuses its buffer encodes without garbage.
@@ -91,7 +92,13 @@ func AppendReadingJSON(dst []byte, site, room string, r *drivers.Reading) []byte
 		dst = append(dst, `],"sample_rate":`...)
 		dst = appendNumberJSON(dst, r.SampleRate)
 	}
-	dst = append(dst, `,"session":null}`...)
+	if r.Session == "" {
+		dst = append(dst, `,"session":null}`...)
+	} else {
+		dst = append(dst, `,"session":`...)
+		dst = appendStringJSON(dst, r.Session)
+		dst = append(dst, '}')
+	}
 	return dst
 }
 

@@ -30,6 +30,12 @@ func TestAppendReadingJSONGolden(t *testing.T) {
 		want string
 	}{
 		{
+			name: "in a session",
+			site: "clinic", room: "room-1",
+			r:    drivers.Reading{Device: "ox1", Seq: 17, Metric: drivers.SpO2, Value: 97, Valid: true, Received: received, Session: "s-abcdefgh23456789"},
+			want: `{"time":"2025-03-01T10:00:00.123456789Z","received":"2025-03-01T10:00:00.123456789Z","seq":17,"site":"clinic","room":"room-1","device":"ox1","metric":"spo2","value":97,"unit":"%","mdc":"MDC_PULS_OXIM_SAT_O2","mdc_code":150456,"flags":[],"session":"s-abcdefgh23456789"}`,
+		},
+		{
 			name: "valid",
 			site: "clinic", room: "room-1",
 			r:    drivers.Reading{Device: "ox1", Seq: 17, Metric: drivers.SpO2, Value: 97, Valid: true, Received: received},
@@ -139,8 +145,10 @@ func checkDecoded(t *testing.T, p payload, site, room string, r *drivers.Reading
 		t.Errorf("identity %d %q %q %q, want %d %q %q %q", p.Seq, p.Device, p.Site, p.Room, r.Seq, r.Device, site, room)
 	case p.Metric != r.Metric.String() || p.Unit != info.Unit || p.MDC != info.MDC || p.MDCCode != info.MDCCode:
 		t.Errorf("metric %q %q %q %d, want %v", p.Metric, p.Unit, p.MDC, p.MDCCode, info)
-	case p.Session != nil:
+	case r.Session == "" && p.Session != nil:
 		t.Errorf("session %q, want null", *p.Session)
+	case r.Session != "" && (p.Session == nil || *p.Session != r.Session):
+		t.Errorf("session %v, want %q", p.Session, r.Session)
 	case p.Flags == nil:
 		t.Errorf("flags missing or null, want an array")
 	case strings.Join(p.Flags, ",") != r.Flags.String():
