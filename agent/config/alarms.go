@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -75,14 +74,7 @@ const (
 // in the systemd unit's StateDirectory ($STATE_DIRECTORY, set by systemd),
 // else /var/lib/vigil, where the unit's StateDirectory=vigil puts it.
 func DefaultAuditLog() string {
-	dir := os.Getenv("STATE_DIRECTORY")
-	if i := strings.IndexByte(dir, ':'); i >= 0 {
-		dir = dir[:i] // several directories: the first is ours
-	}
-	if dir == "" {
-		dir = "/var/lib/vigil"
-	}
-	return filepath.Join(dir, "audit.jsonl")
+	return filepath.Join(stateDirectory(), "audit.jsonl")
 }
 
 // NotifyConfig is the notify: section. Without it there are no channels and

@@ -22,6 +22,9 @@ type Config struct {
 	// Alarms and Notify are described in alarms.go.
 	Alarms AlarmsConfig `yaml:"-"`
 	Notify NotifyConfig `yaml:"-"`
+	// Store and Session are described in store.go.
+	Store   StoreConfig   `yaml:"-"`
+	Session SessionConfig `yaml:"-"`
 }
 
 // Device is one bedside device.

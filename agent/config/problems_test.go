@@ -39,7 +39,7 @@ func TestOneProblemEach(t *testing.T) {
 		{"unknown anchor", minimal + "http: *nope\n", 0, "", "unknown anchor"},
 
 		// Unknown keys.
-		{"unknown key top level", head + "colour: blue\n", 7, "colour", "unknown key (known: site, room, devices, mqtt, http, metrics, alarms, notify)"},
+		{"unknown key top level", head + "colour: blue\n", 7, "colour", "unknown key (known: site, room, devices, mqtt, http, metrics, alarms, notify, store, session)"},
 		{"unknown key in mqtt", head + "mqtt:\n  urll: tcp://b:1883\n", 8, "mqtt.urll", "unknown key (known: url, listen,"},
 		{"unknown key in http", head + "http:\n  port: 80\n", 8, "http.port", "unknown key (known: listen)"},
 		{"unknown key in metrics", head + "metrics:\n  stale: 5s\n", 8, "metrics.stale", "unknown key (known: stale_after, nibp_stale_after)"},

@@ -16,7 +16,7 @@ import (
 
 // The keys each mapping accepts, in the order the example config lists them.
 var (
-	topKeys     = []string{"site", "room", "devices", "mqtt", "http", "metrics", "alarms", "notify"}
+	topKeys     = []string{"site", "room", "devices", "mqtt", "http", "metrics", "alarms", "notify", "store", "session"}
 	deviceKeys  = []string{"id", "driver", "port", "usb", "baud", "data_bits", "parity", "stop_bits", "stale_after", "silent_after", "nibp"}
 	usbKeys     = []string{"vid", "pid", "serial"}
 	mqttKeys    = []string{"url", "listen", "client_id", "username", "password_file", "ca_file", "cert_file", "key_file", "topic_prefix", "keep_alive"}
@@ -74,6 +74,10 @@ func (w *walker) config(root *yaml.Node, c *Config) {
 			w.alarms(p, &c.Alarms)
 		case "notify":
 			w.notify(p, &c.Notify)
+		case "store":
+			w.store(p, &c.Store)
+		case "session":
+			w.session(p, &c.Session)
 		default:
 			w.unknown(p, topKeys, "")
 		}
@@ -108,6 +112,7 @@ func (w *walker) config(root *yaml.Node, c *Config) {
 	if c.Metrics.NIBPStaleAfter == 0 {
 		c.Metrics.NIBPStaleAfter = DefaultNIBPStaleAfter
 	}
+	storeDefaults(c)
 }
 
 // required reports key as missing or empty unless ok or already reported.

@@ -1,0 +1,104 @@
+package config
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestStoreAndSessionDefaults(t *testing.T) {
+	t.Setenv("STATE_DIRECTORY", "")
+	cfg := mustParse(t, head)
+	want := StoreConfig{Path: "/var/lib/vigil/vigil.db", Retention: DefaultRetention, OutboxMaxMessages: DefaultOutboxMaxMessages, OutboxMaxAge: DefaultOutboxMaxAge}
+	if cfg.Store != want {
+		t.Errorf("store defaults %+v, want %+v", cfg.Store, want)
+	}
+	wantSession := SessionConfig{PredoseSystolic: 140, PredoseDiastolic: 90, FirstNIBPAfterDose: 40 * time.Minute,
+		NIBPInterval: 15 * time.Minute, NIBPGrace: 5 * time.Minute, MinObservation: 2 * time.Hour, CheckTolerancePercent: 20}
+	if cfg.Session != wantSession {
+		t.Errorf("session defaults %+v, want %+v", cfg.Session, wantSession)
+	}
+	t.Setenv("STATE_DIRECTORY", "/var/lib/vigil-test")
+	if got := mustParse(t, head).Store.Path; got != "/var/lib/vigil-test/vigil.db" {
+		t.Errorf("store path under systemd %q", got)
+	}
+}
+
+func TestStoreAndSessionKeys(t *testing.T) {
+	cfg := mustParse(t, head+`store:
+  path: /srv/vigil/room.db
+  retention: 720h
+  outbox_max_messages: 5000
+  outbox_max_age: 48h
+  max_size_mb: 512
+  sync: full
+session:
+  predose_bp_limit: 160/100
+  first_nibp_after_dose: 30m
+  nibp_interval: 10m
+  nibp_grace: 3m
+  min_observation: 90m
+  check_tolerance_percent: 15
+`)
+	want := StoreConfig{Path: "/srv/vigil/room.db", Retention: 720 * time.Hour, OutboxMaxMessages: 5000, OutboxMaxAge: 48 * time.Hour, MaxSizeMB: 512, SyncFull: true}
+	if cfg.Store != want {
+		t.Errorf("store %+v, want %+v", cfg.Store, want)
+	}
+	wantSession := SessionConfig{PredoseSystolic: 160, PredoseDiastolic: 100, FirstNIBPAfterDose: 30 * time.Minute,
+		NIBPInterval: 10 * time.Minute, NIBPGrace: 3 * time.Minute, MinObservation: 90 * time.Minute, CheckTolerancePercent: 15}
+	if cfg.Session != wantSession {
+		t.Errorf("session %+v, want %+v", cfg.Session, wantSession)
+	}
+}
+
+func TestStoreAndSessionProblems(t *testing.T) {
+	cases := []struct {
+		name, src string
+		line      int
+		key, msg  string
+	}{
+		{"store not a mapping", head + "store: /x.db\n", 7, "store", "expected a mapping with path"},
+		{"store unknown key", head + "store:\n  file: /x.db\n", 8, "store.file", "unknown key (known: path, retention"},
+		{"store empty path", head + "store:\n  path: \"\"\n", 8, "store.path", "empty; omit the key"},
+		{"retention short", head + "store:\n  retention: 1h\n", 8, "store.retention", "at least 24h"},
+		{"outbox small", head + "store:\n  outbox_max_messages: 10\n", 8, "store.outbox_max_messages", "at least 1000"},
+		{"outbox age short", head + "store:\n  outbox_max_age: 5m\n", 8, "store.outbox_max_age", "at least 1h"},
+		{"max size small", head + "store:\n  max_size_mb: 1\n", 8, "store.max_size_mb", "at least 16"},
+		{"sync unknown", head + "store:\n  sync: always\n", 8, "store.sync", "use normal"},
+		{"bp no slash", head + "session:\n  predose_bp_limit: 140\n", 8, "session.predose_bp_limit", "systolic/diastolic"},
+		{"bp inverted", head + "session:\n  predose_bp_limit: 90/140\n", 8, "session.predose_bp_limit", "below the systolic"},
+		{"interval zero", head + "session:\n  nibp_interval: 0s\n", 8, "session.nibp_interval", "above 0"},
+		{"tolerance", head + "session:\n  check_tolerance_percent: 150\n", 8, "session.check_tolerance_percent", "at most 100"},
+		{"session unknown", head + "session:\n  dose_route: iv\n", 8, "session.dose_route", "unknown key (known: predose_bp_limit"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, ps := parse(t, c.src)
+			if ps == nil {
+				t.Fatal("no problem reported")
+			}
+			found := false
+			for _, p := range ps {
+				if p.Line == c.line && p.Key == c.key && strings.Contains(p.Msg, c.msg) {
+					found = true
+				}
+			}
+			if !found {
+				t.Errorf("got %v\nwant line %d, key %q, message containing %q", ps, c.line, c.key, c.msg)
+			}
+		})
+	}
+}
+
+func TestExampleDocumentsStoreAndSession(t *testing.T) {
+	data, err := os.ReadFile("../../configs/vigil.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range append(append([]string{"store:", "session:"}, storeKeys...), sessionKeys...) {
+		if !strings.Contains(string(data), k) {
+			t.Errorf("configs/vigil.yaml does not document %q", k)
+		}
+	}
+}
