@@ -10,6 +10,7 @@ import (
 	"github.com/vigil-monitor/vigil/agent/config"
 	"github.com/vigil-monitor/vigil/agent/notify"
 	"github.com/vigil-monitor/vigil/agent/notify/alertmanager"
+	"github.com/vigil-monitor/vigil/agent/notify/email"
 	execnotify "github.com/vigil-monitor/vigil/agent/notify/exec"
 	"github.com/vigil-monitor/vigil/agent/notify/ntfy"
 	"github.com/vigil-monitor/vigil/agent/notify/pushover"
@@ -29,6 +30,8 @@ func NewNotifier(ch config.Channel, logger *slog.Logger) (notify.Notifier, error
 		return alertmanager.New(*ch.Alertmanager, logger)
 	case ch.Exec != nil:
 		return execnotify.New(*ch.Exec, logger)
+	case ch.Email != nil:
+		return email.New(*ch.Email, logger)
 	}
 	return nil, fmt.Errorf("channel %s: type %q has no notifier", ch.Name, ch.Type)
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/vigil-monitor/vigil/agent/acklink"
 	"github.com/vigil-monitor/vigil/agent/alarm"
 	"github.com/vigil-monitor/vigil/agent/notify/alertmanager"
+	"github.com/vigil-monitor/vigil/agent/notify/email"
 	execnotify "github.com/vigil-monitor/vigil/agent/notify/exec"
 	"github.com/vigil-monitor/vigil/agent/notify/ntfy"
 	"github.com/vigil-monitor/vigil/agent/notify/pushover"
@@ -90,13 +91,14 @@ type NotifyConfig struct {
 // config file's directory at load).
 type Channel struct {
 	Name string // unique, [a-z0-9-]
-	Type string // ntfy | pushover | webhook | alertmanager | exec
+	Type string // ntfy | pushover | webhook | alertmanager | email | exec
 
 	NTFY         *ntfy.Config
 	Pushover     *pushover.Config
 	Webhook      *webhook.Config
 	Alertmanager *alertmanager.Config
 	Exec         *execnotify.Config
+	Email        *email.Config
 
 	Line int // config line of the channel entry
 }
@@ -162,8 +164,9 @@ var (
 		"webhook":      {"url", "secret_file", "timeout"},
 		"alertmanager": {"url", "timeout", "resend_every", "username_file", "password_file", "generator_url"},
 		"exec":         {"command", "timeout"},
+		"email":        {"smarthost", "from", "to", "username", "password_file", "tls", "ca_file", "hello", "timeout"},
 	}
-	channelTypes = []string{"ntfy", "pushover", "webhook", "alertmanager", "exec"}
+	channelTypes = []string{"ntfy", "pushover", "webhook", "alertmanager", "email", "exec"}
 )
 
 // channelNameRE: channel and route names appear in logs, metrics labels and
@@ -555,9 +558,6 @@ func (w *walker) channel(n *yaml.Node, path string) Channel {
 	case c.Type == "":
 		w.add(n, path+".type", "missing; one of %s", strings.Join(channelTypes, ", "))
 		return c
-	case c.Type == "email":
-		w.add(w.at(path+".type"), path+".type", "email channels are not supported yet; use one of %s", strings.Join(channelTypes, ", "))
-		return c
 	case channelKeys[c.Type] == nil:
 		w.add(w.at(path+".type"), path+".type", "unknown channel type %s (known: %s)", quote(c.Type), strings.Join(channelTypes, ", "))
 		return c
@@ -578,6 +578,7 @@ func (w *walker) channel(n *yaml.Node, path string) Channel {
 		wh = &webhook.Config{Name: c.Name}
 		am = &alertmanager.Config{Name: c.Name}
 		ex = &execnotify.Config{Name: c.Name}
+		em = &email.Config{Name: c.Name}
 	)
 	for _, q := range settings {
 		if !slices.Contains(channelKeys[c.Type], q.name) {
@@ -634,6 +635,24 @@ func (w *walker) channel(n *yaml.Node, path string) Channel {
 			ex.Command, _ = w.stringList(q)
 		case "exec.timeout":
 			ex.Timeout = dur(q)
+		case "email.smarthost":
+			em.Smarthost = str(q)
+		case "email.from":
+			em.From = str(q)
+		case "email.to":
+			em.To, _ = w.stringList(q)
+		case "email.username":
+			em.Username = str(q)
+		case "email.password_file":
+			em.PasswordFile = file(q)
+		case "email.tls":
+			em.TLS = str(q)
+		case "email.ca_file":
+			em.CAFile = file(q)
+		case "email.hello":
+			em.Hello = str(q)
+		case "email.timeout":
+			em.Timeout = dur(q)
 		}
 		if w.bad[q.path] {
 			bad = true
@@ -650,6 +669,8 @@ func (w *walker) channel(n *yaml.Node, path string) Channel {
 		c.Alertmanager = am
 	case "exec":
 		c.Exec = ex
+	case "email":
+		c.Email = em
 	}
 	if !bad && c.Name != "" {
 		w.checkChannel(c, n, path, settings)
@@ -678,6 +699,8 @@ func (w *walker) checkChannel(c Channel, n *yaml.Node, path string, settings []p
 		_, err = alertmanager.New(*c.Alertmanager, quiet)
 	case "exec":
 		_, err = execnotify.New(*c.Exec, quiet)
+	case "email":
+		_, err = email.New(*c.Email, quiet)
 	}
 	if err == nil {
 		return
@@ -689,6 +712,7 @@ func (w *walker) checkChannel(c Channel, n *yaml.Node, path string, settings []p
 		we *webhook.ConfigError
 		ae *alertmanager.ConfigError
 		ee *execnotify.ConfigError
+		me *email.ConfigError
 	)
 	switch {
 	case errors.As(err, &ne):
@@ -701,6 +725,8 @@ func (w *walker) checkChannel(c Channel, n *yaml.Node, path string, settings []p
 		reason = ae.Reason
 	case errors.As(err, &ee):
 		reason = ee.Reason
+	case errors.As(err, &me):
+		key, reason = me.Key, me.Reason
 	}
 	if key == "" {
 		// The message names its key in words ("username_file and
