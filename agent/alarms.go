@@ -66,8 +66,10 @@ type alarms struct {
 	// auditPath is alarms.audit_log; audit the open log, nil while it
 	// cannot be opened (run retries). storageFailing is whether the
 	// storage technical alarm is raised.
-	auditPath      string
-	audit          atomic.Pointer[audit.Log]
+	auditPath string
+	audit     atomic.Pointer[audit.Log]
+	// auditStore, when set, commits an audit entry to the store.
+	auditStore     func(audit.Entry) error
 	storageFailing atomic.Bool
 }
 
@@ -134,7 +136,7 @@ func newAlarms(cfg *config.Config, pub alarmPublisher, reg prometheus.Registerer
 				if r.Err != nil {
 					errText = r.Err.Error()
 				}
-				a.audited(func(l *audit.Log) error { return l.Notification(channel, ev, r.Verdict.String(), errText, now) })
+				a.record(audit.NotificationEntry(channel, ev, r.Verdict.String(), errText, now))
 				if r.Verdict != notify.Delivered {
 					logger.Warn("notification not delivered", "channel", channel, "alarm", ev.AlarmID, "verdict", r.Verdict.String(), "err", r.Err)
 				}
@@ -188,7 +190,11 @@ func (a *alarms) run(ctx context.Context) {
 	defer timer.Stop()
 	auditRetry := time.NewTicker(auditRetryInterval)
 	defer auditRetry.Stop()
-	defer a.closeAudit()
+	a.record(audit.AgentEntry("started", time.Now()))
+	defer func() {
+		a.writeAudit(audit.AgentEntry("stopped", time.Now()))
+		a.closeAudit()
+	}()
 	for {
 		select {
 		case <-ctx.Done():
@@ -269,7 +275,6 @@ func (a *alarms) handle(evs []alarm.Event) {
 		a.storage(!auditFailed) // after Unlock: it may raise an alarm, which comes back here
 	}()
 	now := time.Now()
-	log := a.audit.Load()
 	for _, ev := range evs {
 		a.metrics.event(ev)
 		a.logger.Info("alarm", "alarm", ev.AlarmID, "phase", ev.Phase, "state", ev.State, "priority", ev.Priority.String(), "text", ev.Text)
@@ -287,7 +292,7 @@ func (a *alarms) handle(evs []alarm.Event) {
 		}
 		// Audited after dispatch: an fsync costs about half a millisecond,
 		// which the first notification does not wait for.
-		if log == nil || log.Alarm(ev) != nil {
+		if !a.writeAudit(audit.AlarmEntry(ev)) {
 			auditFailed = true
 		}
 	}
@@ -319,7 +324,7 @@ func (a *alarms) acknowledgeEvent(alarmID, eventID, by, how string) error {
 		eventID = evs[0].EventID
 	}
 	now := time.Now()
-	a.audited(func(l *audit.Log) error { return l.Acknowledge(alarmID, eventID, by, how, now) })
+	a.record(audit.AcknowledgeEntry(alarmID, eventID, by, how, now))
 	if a.dispatcher != nil {
 		a.dispatcher.Acknowledged(alarmID)
 	}
@@ -375,7 +380,7 @@ func (a *alarms) pause(d time.Duration, by, how string) time.Time {
 	now := time.Now()
 	until := a.engine.Pause(d, now)
 	a.logger.Info("alarm notifications paused", "until", until, "by", by, "how", how)
-	a.audited(func(l *audit.Log) error { return l.Pause(until, by, how, now) })
+	a.record(audit.PauseEntry(until, by, how, now))
 	return until
 }
 
@@ -385,7 +390,7 @@ func (a *alarms) resume(by, how string) {
 	a.engine.Pause(0, now)
 	a.logger.Info("alarm notifications resumed", "by", by, "how", how)
 	// A pause until now is the end of the pause.
-	a.audited(func(l *audit.Log) error { return l.Pause(now, by, how, now) })
+	a.record(audit.PauseEntry(now, by, how, now))
 }
 
 // DefaultPause is a pause's length when none is given: clinical.md 1,
@@ -422,11 +427,11 @@ const (
 	condStorageFailing = "storage-failing"
 )
 
-// openAudit opens the audit log, creating its directory (systemd's
-// StateDirectory does, but a manual install may not have). On failure the
-// storage alarm is raised; run retries every auditRetryInterval.
+// openAudit opens the JSON-lines audit file (alarms.audit_log), creating
+// its directory. On failure the storage alarm is raised; run retries every
+// auditRetryInterval.
 func (a *alarms) openAudit() {
-	if a.audit.Load() != nil {
+	if a.auditPath == "" || a.audit.Load() != nil {
 		return
 	}
 	err := os.MkdirAll(filepath.Dir(a.auditPath), 0o750)
@@ -435,32 +440,44 @@ func (a *alarms) openAudit() {
 		l, err = audit.Open(a.auditPath, audit.Options{Sync: true, Logger: a.logger})
 	}
 	if err != nil {
-		a.logger.Error("audit log cannot be opened; alarms and acknowledgements are not recorded", "path", a.auditPath, "err", err)
+		a.logger.Error("audit log cannot be opened; alarms and acknowledgements are not recorded in it", "path", a.auditPath, "err", err)
 		a.storage(false)
 		return
 	}
 	a.audit.Store(l)
 	a.logger.Info("audit log open", "path", a.auditPath)
-	a.storage(l.Agent("started", time.Now()) == nil)
 }
 
-// closeAudit records the stop and closes the log; run calls it last.
+// closeAudit closes the audit file; run calls it last.
 func (a *alarms) closeAudit() {
 	if l := a.audit.Swap(nil); l != nil {
-		l.Agent("stopped", time.Now())
 		l.Close()
 	}
 }
 
-// auditRetryInterval spaces attempts to open an audit log that could not
+// auditRetryInterval spaces attempts to open an audit file that could not
 // be opened (a directory made later, a disk remounted).
 const auditRetryInterval = time.Minute
 
-// audited writes one audit entry with write, and raises or clears the
-// storage alarm by the outcome. Not to be called with a.mu held.
-func (a *alarms) audited(write func(*audit.Log) error) {
-	l := a.audit.Load()
-	a.storage(l != nil && write(l) == nil)
+// writeAudit hands an entry to every audit destination: the store's audit
+// table and the JSON-lines file when configured. It reports whether all
+// took it. It raises nothing, so it may be called with a.mu held.
+func (a *alarms) writeAudit(e audit.Entry) bool {
+	ok := true
+	if a.auditPath != "" {
+		l := a.audit.Load()
+		ok = l != nil && l.Record(e) == nil
+	}
+	if a.auditStore != nil && a.auditStore(e) != nil {
+		ok = false
+	}
+	return ok
+}
+
+// record writes an audit entry and raises or clears the storage alarm by
+// the outcome. Not to be called with a.mu held.
+func (a *alarms) record(e audit.Entry) {
+	a.storage(a.writeAudit(e))
 }
 
 // storage raises or clears the storage technical alarm when the audit log

@@ -480,7 +480,10 @@ func (l *Log) LastSeq() uint64 {
 
 // Alarm records one alarm event. The entry's time is the event's Sent time
 // (Now when zero); its AckURL is never written.
-func (l *Log) Alarm(ev alarm.Event) error {
+func (l *Log) Alarm(ev alarm.Event) error { return l.append(AlarmEntry(ev)) }
+
+// AlarmEntry is the entry of one alarm event (its time is the event's Sent).
+func AlarmEntry(ev alarm.Event) Entry {
 	e := Entry{
 		Time: ev.Sent, Type: TypeAlarm,
 		AlarmID: ev.AlarmID, EventID: ev.EventID, Phase: ev.Phase, State: ev.State, Kind: ev.Kind,
@@ -493,36 +496,55 @@ func (l *Log) Alarm(ev alarm.Event) error {
 	if ev.Session != nil {
 		e.Session = *ev.Session
 	}
-	return l.append(e)
+	return e
 }
 
-// Acknowledge records that by acknowledged an alarm occurrence via a path
-// ("http", "cli", "mqtt", "phone link", "channel pushover") at a time (Now
-// when zero).
+// Acknowledge records who acknowledged which alarm occurrence, and how.
 func (l *Log) Acknowledge(alarmID, eventID, by, via string, at time.Time) error {
-	return l.append(Entry{Time: at, Type: TypeAcknowledge, AlarmID: alarmID, EventID: eventID, By: by, Via: via})
+	return l.append(AcknowledgeEntry(alarmID, eventID, by, via, at))
 }
 
-// Pause records that by paused alarm signalling until a time, via a path, at
-// a time (Now when zero).
+// AcknowledgeEntry is the entry of an acknowledgement.
+func AcknowledgeEntry(alarmID, eventID, by, via string, at time.Time) Entry {
+	return Entry{Time: at, Type: TypeAcknowledge, AlarmID: alarmID, EventID: eventID, By: by, Via: via}
+}
+
+// Pause records a notification pause until until (until == at ends one).
 func (l *Log) Pause(until time.Time, by, via string, at time.Time) error {
-	return l.append(Entry{Time: at, Type: TypePause, Until: until, By: by, Via: via})
+	return l.append(PauseEntry(until, by, via, at))
 }
 
-// Notification records one send attempt of an alarm event through a channel:
-// result is ResultDelivered, ResultRetry or ResultGiveUp (notify.Verdict's
-// String), errText why it was not delivered. Both are written as given.
+// PauseEntry is the entry of a pause or, with until == at, a resume.
+func PauseEntry(until time.Time, by, via string, at time.Time) Entry {
+	return Entry{Time: at, Type: TypePause, Until: until, By: by, Via: via}
+}
+
+// Notification records one attempt to send ev through channel.
 func (l *Log) Notification(channel string, ev alarm.Event, result string, errText string, at time.Time) error {
-	return l.append(Entry{
+	return l.append(NotificationEntry(channel, ev, result, errText, at))
+}
+
+// NotificationEntry is the entry of one notification attempt.
+func NotificationEntry(channel string, ev alarm.Event, result string, errText string, at time.Time) Entry {
+	return Entry{
 		Time: at, Type: TypeNotification, Channel: channel,
 		AlarmID: ev.AlarmID, EventID: ev.EventID, Phase: ev.Phase,
 		Result: result, Error: errText,
-	})
+	}
 }
 
-// Agent records the agent's own life: what is "started" or "stopped".
+// Record appends an entry built by one of the *Entry functions; the Log
+// gives it its seq (and its time, when zero).
+func (l *Log) Record(e Entry) error { return l.append(e) }
+
+// Agent records the agent starting or stopping ("started", "stopped").
 func (l *Log) Agent(what string, at time.Time) error {
-	return l.append(Entry{Time: at, Type: TypeAgent, What: what})
+	return l.append(AgentEntry(what, at))
+}
+
+// AgentEntry is the entry of the agent starting or stopping.
+func AgentEntry(what string, at time.Time) Entry {
+	return Entry{Time: at, Type: TypeAgent, What: what}
 }
 
 // append numbers the entry and writes it as one line with one write call.
