@@ -19,6 +19,7 @@ import (
 	"github.com/vigil-monitor/vigil/agent/metrics"
 	"github.com/vigil-monitor/vigil/agent/mqtt"
 	"github.com/vigil-monitor/vigil/agent/serialport"
+	"github.com/vigil-monitor/vigil/agent/store"
 	"github.com/vigil-monitor/vigil/drivers"
 )
 
@@ -111,10 +112,38 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		Revision:       o.Revision,
 	})
 
+	// The store: every reading and alarm event is committed to its outbox
+	// before it is published. When it cannot be opened, monitoring goes on
+	// without it (published live, not durable) and the storage alarm says so.
+	st, stErr := openStore(cfg.Store, logger)
+	var (
+		replayThrough int64
+		lastSeq       map[string]uint64
+		writer        *store.Writer
+		rec           *storeRecorder
+	)
+	if stErr != nil {
+		logger.Error("store cannot be opened: readings are published but not recorded, and not kept across broker outages", "path", cfg.Store.Path, "err", stErr)
+		st = nil
+	} else {
+		defer st.Close()
+		if replayThrough, err = st.LastOutboxID(); err != nil {
+			return err
+		}
+		if lastSeq, err = st.LastSeq(); err != nil {
+			return err
+		}
+		logger.Info("store open", "path", st.Path(), "replay_through_outbox_id", replayThrough)
+	}
+
 	// al is made after the publisher (it publishes through it); the
-	// publisher calls into it only once started, after al is set.
-	var al *alarms
-	pub, err := mqtt.New(mqtt.Options{
+	// publisher calls into it only once started, after al is set. So is
+	// sess.
+	var (
+		al   *alarms
+		sess *sessions
+	)
+	pubOpts := mqtt.Options{
 		URL:         mqttURL,
 		ClientID:    cfg.MQTT.ClientID,
 		Username:    cfg.MQTT.Username,
@@ -143,8 +172,15 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 			logger.Info("device command requested", "device", id, "command", command, "via", "mqtt")
 			return d.command(command, time.Now())
 		},
-		OnAlarmCommand: func(c mqtt.AlarmCommand) error { return al.alarmCommand(c) },
-	})
+		OnAlarmCommand:   func(c mqtt.AlarmCommand) error { return al.alarmCommand(c) },
+		OnSessionCommand: func(c mqtt.SessionCommand) error { return sess.command(c) },
+	}
+	if st != nil {
+		pubOpts.Outbox = outboxSource{st}
+		pubOpts.ReplayThrough = replayThrough
+		pubOpts.OnDelivered = func(id int64) { writer.DeleteOutbox(id) }
+	}
+	pub, err := mqtt.New(pubOpts)
 	if err != nil {
 		return fmt.Errorf("mqtt: %w", err)
 	}
@@ -153,14 +189,51 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	if err != nil {
 		return fmt.Errorf("alarms: %w", err)
 	}
+	if st != nil {
+		writer = st.NewWriter(store.WriterOptions{
+			OnCommit: func([]store.OutboxEntry) {
+				pub.OutboxChanged()
+				al.setStorage("store", true)
+			},
+			OnError: func(err error) {
+				logger.Error("store commit failed; retrying", "err", err)
+				al.setStorage("store", false)
+			},
+		})
+		rec = &storeRecorder{w: writer, pub: pub, site: cfg.Site, room: cfg.Room, al: al, logger: logger}
+		al.recordEvent = rec.alarmEvent
+		al.auditStore = rec.audit
+	} else {
+		al.setStorage("store", false)
+	}
+	var sessStore sessionStore
+	var sessRecords sessionRecords
+	if st != nil {
+		sessStore, sessRecords = st, st
+	}
+	sess, err = newSessions(cfg, al, pub, sessStore, devices, logger)
+	if err != nil {
+		return err
+	}
+	sess.readings = sessRecords
+	newStoreMetrics(m.Registry(), cfg.Site, cfg.Room, st, writer, sess)
 
 	// Every device exists before anything that may address it starts.
 	var listened []*device
 	for _, s := range specs {
-		d := newDevice(s, []StatusConsumer{m, pub, al}, m.Reconnected, logger)
+		statuses := []StatusConsumer{m, pub, al}
+		readings := []ReadingConsumer{m, pub, al, sess}
+		if rec != nil {
+			// Readings reach MQTT through the store's outbox.
+			statuses = append(statuses, rec)
+			readings = []ReadingConsumer{m, rec, al, sess}
+		}
+		d := newDevice(s, statuses, m.Reconnected, logger)
 		d.pipe = &pipeline{
 			device:       s.cfg.ID,
-			consumers:    []ReadingConsumer{m, pub, al},
+			seq:          lastSeq[s.cfg.ID],
+			session:      sess.sessionID,
+			consumers:    readings,
 			frames:       m,
 			onFrame:      d.frameSeen,
 			onConditions: d.conditionsChanged,
@@ -187,10 +260,25 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	}
 	ep.HTTP = srv.URL()
 
+	// The writer runs from before the first reading to after the last
+	// (its own context: it commits what is queued when it stops).
+	writerCtx, stopWriter := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWriter()
+	writerDone := make(chan struct{})
+	if writer != nil {
+		go func() {
+			defer close(writerDone)
+			writer.Run(writerCtx)
+		}()
+	} else {
+		close(writerDone)
+	}
+
 	if err := pub.Start(runCtx); err != nil {
 		srv.Close()
 		return fmt.Errorf("mqtt: %w", err)
 	}
+	sess.restore()
 
 	var wg sync.WaitGroup
 	errs := make(chan error, 1+len(specs))
@@ -247,13 +335,34 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	srv.Handle("GET /api/v1/alarms/pause", al.pauseHandler())
 	srv.Handle("POST /api/v1/alarms/pause", al.pauseHandler())
 	srv.Handle("POST /api/v1/alarms/resume", al.pauseHandler())
+	srv.Handle("GET /api/v1/session", sess.currentHandler())
+	srv.Handle("POST /api/v1/session/{action}", sess.changeHandler())
+	srv.Handle("GET /api/v1/sessions", sess.listHandler())
+	srv.Handle("GET /api/v1/sessions/{id}", sess.listHandler())
+	srv.Handle("GET /api/v1/sessions/{id}/export", sess.exportHandler(cfg.Site))
+	srv.Handle("GET /api/v1/sessions/{id}/report", sess.exportHandler(cfg.Site))
+	// Alarms, sessions and store maintenance stop after the devices and
+	// before the writer, so their last entries are committed.
 	alarmCtx, stopAlarms := context.WithCancel(runCtx)
 	defer stopAlarms()
-	wg.Add(1)
+	var alarmWG sync.WaitGroup
+	alarmWG.Add(2)
 	go func() {
-		defer wg.Done()
+		defer alarmWG.Done()
 		al.run(alarmCtx)
 	}()
+	go func() {
+		defer alarmWG.Done()
+		sess.run(alarmCtx)
+	}()
+	if st != nil {
+		dropped := newOutboxDroppedCounter(m.Registry(), cfg.Site, cfg.Room)
+		alarmWG.Add(1)
+		go func() {
+			defer alarmWG.Done()
+			maintain(alarmCtx, st, al, dropped, logger)
+		}()
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -277,11 +386,24 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	al.stop()
 	stopDevices()
 	devWG.Wait()
+	stopAlarms()
+	alarmWG.Wait()
+	// Everything taken is committed before the publisher's last drain; the
+	// writer keeps running through it to delete what the broker
+	// acknowledges. What is not acknowledged in time stays in the outbox
+	// for the next run.
 	closeCtx, closeCancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer closeCancel()
+	if writer != nil {
+		if err := writer.Flush(closeCtx); err != nil {
+			logger.Error("store: readings still queued at stop", "err", err)
+		}
+	}
 	if err := pub.Close(closeCtx); err != nil {
 		logger.Warn("MQTT close", "err", err)
 	}
+	stopWriter()
+	<-writerDone
 	cancel()
 	wg.Wait()
 	logger.Info("stopped")

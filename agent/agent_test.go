@@ -253,6 +253,11 @@ type runningAgent struct {
 
 func startAgent(t *testing.T, cfg *config.Config) *runningAgent {
 	t.Helper()
+	if cfg.Store.Path == config.DefaultStorePath() {
+		// Each test's agent has its own store: a shared one would carry
+		// sequence numbers and outbox messages from test to test.
+		cfg.Store.Path = filepath.Join(t.TempDir(), "vigil.db")
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan agent.Endpoints, 1)
 	ra := &runningAgent{cancel: cancel, done: make(chan error, 1)}

@@ -68,9 +68,14 @@ type alarms struct {
 	// storage technical alarm is raised.
 	auditPath string
 	audit     atomic.Pointer[audit.Log]
+	// recordEvent, when set, commits an alarm event and its MQTT message
+	// to the store; false when it could not (published directly then).
+	recordEvent func(ev alarm.Event, payload []byte) bool
 	// auditStore, when set, commits an audit entry to the store.
-	auditStore     func(audit.Entry) error
-	storageFailing atomic.Bool
+	auditStore      func(audit.Entry) error
+	storageFailing  atomic.Bool
+	storageMu       sync.Mutex
+	storageFailures map[string]bool // by source: "audit", "store"
 }
 
 // stop ends alarm evaluation before the devices are closed.
@@ -279,7 +284,11 @@ func (a *alarms) handle(evs []alarm.Event) {
 		a.metrics.event(ev)
 		a.logger.Info("alarm", "alarm", ev.AlarmID, "phase", ev.Phase, "state", ev.State, "priority", ev.Priority.String(), "text", ev.Text)
 		if b, err := json.Marshal(eventJSON(ev)); err == nil {
-			a.pub.PublishAlarmEvent(b)
+			// Through the store's outbox when there is one, so an alarm
+			// event survives broker outages and restarts like a reading.
+			if a.recordEvent == nil || !a.recordEvent(ev, b) {
+				a.pub.PublishAlarmEvent(b)
+			}
 		}
 		if a.dispatcher != nil && a.engine.ShouldNotify(ev, now) {
 			// Only notifications carry the link: it acknowledges, so it
@@ -482,11 +491,30 @@ func (a *alarms) record(e audit.Entry) {
 
 // storage raises or clears the storage technical alarm when the audit log
 // starts or stops failing. Not to be called with a.mu held.
-func (a *alarms) storage(ok bool) {
-	if a.storageFailing.Swap(!ok) == !ok || a.stopped.Load() {
+func (a *alarms) storage(ok bool) { a.setStorage("audit", ok) }
+
+// setStorage records whether one storage destination ("audit": the
+// JSON-lines file, "store": the database) works; the storage technical
+// alarm is on while any fails. Not to be called with a.mu held.
+func (a *alarms) setStorage(source string, ok bool) {
+	a.storageMu.Lock()
+	if a.storageFailures == nil {
+		a.storageFailures = map[string]bool{}
+	}
+	if a.storageFailures[source] == !ok {
+		a.storageMu.Unlock()
+		return // no change: the common case, cheap
+	}
+	a.storageFailures[source] = !ok
+	failing := false
+	for _, f := range a.storageFailures {
+		failing = failing || f
+	}
+	a.storageMu.Unlock()
+	if a.storageFailing.Swap(failing) == failing || a.stopped.Load() {
 		return
 	}
-	a.handle(a.engine.SetTechnical("", condStorageFailing, !ok, alarm.Medium, time.Now()))
+	a.handle(a.engine.SetTechnical("", condStorageFailing, failing, alarm.Medium, time.Now()))
 }
 
 // mqttConnection raises or clears the broker technical alarm.

@@ -70,6 +70,7 @@ mqtt:
 http:
   listen: 127.0.0.1:0
 alarms:
+  clock_check: false
   rules:
     - name: spo2-low
       metric: spo2

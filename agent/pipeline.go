@@ -24,8 +24,13 @@ type FrameCounter interface {
 // turn. It is the drivers.Sink of that device's decoder and is only used from
 // the goroutine that feeds the decoder.
 type pipeline struct {
-	device    string
-	seq       uint64
+	device string
+	// seq is the last sequence number given; the agent starts it at the
+	// store's last one for the device, so a restart continues the sequence
+	// and (device, seq) stays unique for consumers that deduplicate.
+	seq uint64
+	// session, when set, gives the active dosing session's id.
+	session   func() string
 	consumers []ReadingConsumer
 	frames    FrameCounter
 	// onFrame is told of every frame, for silence detection.
@@ -51,6 +56,9 @@ func (p *pipeline) Reading(in drivers.Reading) {
 	r.Device = p.device
 	p.seq++
 	r.Seq = p.seq
+	if p.session != nil {
+		r.Session = p.session()
+	}
 	// The decoder checks ranges too; checking here as well means no driver
 	// bug can put an impossible value on MQTT or a dashboard.
 	if r.Valid && !r.Metric.Info().InRange(r.Value) {

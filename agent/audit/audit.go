@@ -42,6 +42,7 @@ const (
 	TypePause        Type = "pause"        // someone paused alarm signalling until a time
 	TypeNotification Type = "notification" // one send attempt through a channel
 	TypeAgent        Type = "agent"        // the agent started or stopped
+	TypeSession      Type = "session"      // a dosing session started, was dosed or ended
 )
 
 // Notification results, as notify.Verdict spells them (notify.Verdict.String).
@@ -159,7 +160,7 @@ type Entry struct {
 	Via   string    // acknowledge, pause: how ("http", "cli", "mqtt", "phone link", "channel pushover")
 	Until time.Time // pause: signalling paused until then
 
-	What string // agent: "started", "stopped"
+	What string // agent: "started", "stopped"; session: "start", "dose", "end"
 }
 
 // wireEntry is Entry as a line: times as fixed-width text, empty fields left
@@ -745,4 +746,10 @@ func ReadAll(r io.Reader) ([]Entry, error) {
 		return entries, &BadLinesError{Lines: bad}
 	}
 	return entries, nil
+}
+
+// SessionEntry is the entry of a dosing session's start, dose or end (what),
+// with who and how. The session's clinic reference is never in it.
+func SessionEntry(what, sessionID, by, via string, at time.Time) Entry {
+	return Entry{Time: at, Type: TypeSession, What: what, Session: sessionID, By: by, Via: via}
 }

@@ -1,5 +1,7 @@
 package mqtt
 
+import "github.com/vigil-monitor/vigil/drivers"
+
 // PublishAlarmEvent publishes one alarm event (JSON) on
 // {prefix}/{site}/{room}/alarms: QoS 1, not retained, in call order with the
 // readings.
@@ -20,4 +22,21 @@ func (p *Publisher) publishRoom(suffix string, payload []byte, retained bool) {
 	if err := p.enqueue(msg, nil); err != nil {
 		p.reportError(&PublishError{Topic: topic, Err: err})
 	}
+}
+
+// AlarmEventTopic is the topic of alarm events, for a caller that commits
+// them to the outbox (see Options.Outbox) instead of PublishAlarmEvent.
+func (p *Publisher) AlarmEventTopic() string { return p.roomTopic + "alarms" }
+
+// PublishSession publishes the room's dosing session (JSON, the public
+// form: no clinic reference) on {prefix}/{site}/{room}/session, retained,
+// so a display that connects later knows whether a session runs.
+func (p *Publisher) PublishSession(payload []byte) {
+	p.publishRoom(SessionTopicLevel, payload, true)
+}
+
+// ReadingTopic is the topic of a device's metric, for a caller that
+// commits readings to the outbox (see Options.Outbox) instead of Consume.
+func (p *Publisher) ReadingTopic(device string, metric drivers.MetricID) (string, error) {
+	return p.readingTopic(device, metric)
 }

@@ -309,6 +309,8 @@ func (p *Publisher) handleCommand(c inboundCommand) {
 	}
 	if device == AlarmsTopicLevel {
 		err = p.alarmCommand(cmd)
+	} else if device == SessionTopicLevel {
+		err = p.sessionCommand(cmd)
 	} else if p.s.OnCommand == nil {
 		err = errors.New("device commands are not enabled")
 	} else {
@@ -398,5 +400,5 @@ func (p *Publisher) commandsStopped() {
 // commandsEnabled: the publisher subscribes to command topics when it has
 // device commands or alarm commands to hand them to.
 func (p *Publisher) commandsEnabled() bool {
-	return p.s.OnCommand != nil || p.s.OnAlarmCommand != nil
+	return p.s.OnCommand != nil || p.s.OnAlarmCommand != nil || p.s.OnSessionCommand != nil
 }

@@ -71,6 +71,9 @@ type Options struct {
 	// OnCommand's. It returns nil when done, else the reason (unknown alarm,
 	// already acknowledged), published on alarms/cmd/result.
 	OnAlarmCommand func(AlarmCommand) error
+	// OnSessionCommand, likewise, receives the commands published on
+	// {prefix}/{site}/{room}/session/cmd (see SessionCommand).
+	OnSessionCommand func(SessionCommand) error
 
 	// Outbox, when set, is the durable outbox the publisher drains, in ID
 	// order, whenever OutboxChanged is called and after every (re)connect;

@@ -84,8 +84,9 @@ func runDemo(ctx context.Context, out io.Writer, scenarioArg string) error {
 	} else {
 		l.Close()
 	}
-	// The demo's audit log goes to a fresh directory (kept after the demo,
-	// to be read), not to /var/lib/vigil, which a demo user cannot write.
+	// The demo's store and audit log go to a fresh directory (kept after
+	// the demo, to be read), not to /var/lib/vigil, which a demo user
+	// cannot write.
 	stateDir, err := os.MkdirTemp("", "vigil-demo-")
 	if err != nil {
 		return fmt.Errorf("demo state directory: %w", err)
@@ -104,7 +105,9 @@ http:
   listen: %s
 alarms:
   audit_log: %s
-`, demoDevice, demoDriver, sim.Path(), httpListen, auditLog)
+store:
+  path: %s
+`, demoDevice, demoDriver, sim.Path(), httpListen, auditLog, filepath.Join(stateDir, "vigil.db"))
 	cfg, err := config.Parse("demo config", []byte(yaml))
 	if err != nil {
 		return fmt.Errorf("demo config: %w", err)
@@ -138,7 +141,7 @@ alarms:
   MQTT:     %s (embedded broker)
   watch:    mosquitto_sub -h %s -p %s -t 'vigil/#' -v
   alarms:   %s/api/v1/alarms  (vigil alarms list --addr %s)
-  audit:    %s
+  audit:    %s (and the store beside it)
   scenario: %s (%s)
 
 `, drv.Name, sim.Path(), ep.HTTP, ep.HTTP, ep.HTTP, ep.MQTT, host, port, ep.HTTP, ep.HTTP, auditLog, scenario.Name, scenario.Description)
