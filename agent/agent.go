@@ -193,11 +193,20 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		writer = st.NewWriter(store.WriterOptions{
 			OnCommit: func([]store.OutboxEntry) {
 				pub.OutboxChanged()
+				rec.committed()
 				al.setStorage("store", true)
 			},
 			OnError: func(err error) {
 				logger.Error("store commit failed; retrying", "err", err)
+				rec.commitFailed()
 				al.setStorage("store", false)
+				if errors.Is(err, store.ErrStoreFull) {
+					// Make room: the oldest readings go first (retention
+					// under pressure), never the outbox unless nothing else.
+					if _, err := st.Prune(time.Now()); err != nil {
+						logger.Error("store not pruned", "err", err)
+					}
+				}
 			},
 		})
 		rec = &storeRecorder{w: writer, pub: pub, site: cfg.Site, room: cfg.Room, al: al, logger: logger}

@@ -60,7 +60,16 @@ type storeRecorder struct {
 	logger *slog.Logger
 
 	refused atomic.Uint64 // items the writer refused
+	// failing is set while commits fail (a full disk): readings and alarm
+	// events are then also published directly, so subscribers stay live;
+	// once the disk recovers the queued ones follow through the outbox and
+	// subscribers deduplicate by (device, seq).
+	failing atomic.Bool
 }
+
+// commitFailed and committed track the writer's state (WriterOptions).
+func (r *storeRecorder) commitFailed() { r.failing.Store(true) }
+func (r *storeRecorder) committed()    { r.failing.Store(false) }
 
 // Consume implements ReadingConsumer.
 func (r *storeRecorder) Consume(rd *drivers.Reading) {
@@ -74,6 +83,8 @@ func (r *storeRecorder) Consume(rd *drivers.Reading) {
 	err = r.w.Add(store.Item{Reading: &reading, Session: rd.Session, Outbox: &store.Message{Topic: topic, Payload: payload, QoS: 1}})
 	if err != nil {
 		r.refusedItem(err)
+	}
+	if err != nil || r.failing.Load() {
 		r.pub.Consume(rd)
 	}
 }
@@ -96,7 +107,7 @@ func (r *storeRecorder) alarmEvent(ev alarm.Event, payload []byte) bool {
 		r.refusedItem(err)
 		return false
 	}
-	return true
+	return !r.failing.Load() // failing: published directly as well
 }
 
 // audit commits an audit entry.
