@@ -144,19 +144,20 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		sess *sessions
 	)
 	pubOpts := mqtt.Options{
-		URL:         mqttURL,
-		ClientID:    cfg.MQTT.ClientID,
-		Username:    cfg.MQTT.Username,
-		Password:    cfg.MQTT.Password,
-		CAFile:      cfg.MQTT.CAFile,
-		CertFile:    cfg.MQTT.CertFile,
-		KeyFile:     cfg.MQTT.KeyFile,
-		TopicPrefix: cfg.MQTT.TopicPrefix,
-		Site:        cfg.Site,
-		Room:        cfg.Room,
-		Version:     o.Version,
-		KeepAlive:   cfg.MQTT.KeepAlive,
-		Logger:      logger,
+		URL:          mqttURL,
+		FailoverURLs: cfg.MQTT.FailoverURLs,
+		ClientID:     cfg.MQTT.ClientID,
+		Username:     cfg.MQTT.Username,
+		Password:     cfg.MQTT.Password,
+		CAFile:       cfg.MQTT.CAFile,
+		CertFile:     cfg.MQTT.CertFile,
+		KeyFile:      cfg.MQTT.KeyFile,
+		TopicPrefix:  cfg.MQTT.TopicPrefix,
+		Site:         cfg.Site,
+		Room:         cfg.Room,
+		Version:      o.Version,
+		KeepAlive:    cfg.MQTT.KeepAlive,
+		Logger:       logger,
 		OnConnectionChange: func(up bool) {
 			m.SetMQTTConnected(up)
 			al.mqttConnection(up)

@@ -79,10 +79,13 @@ type USB struct {
 
 // MQTT configures the broker connection.
 type MQTT struct {
-	URL      string `yaml:"url"`       // embedded | tcp:// mqtt:// ssl:// tls:// mqtts:// ws:// wss://; default embedded
-	Listen   string `yaml:"listen"`    // embedded broker address; default 127.0.0.1:1883
-	ClientID string `yaml:"client_id"` // default "vigil-<site>-<room>"
-	Username string `yaml:"username"`
+	URL string `yaml:"url"` // embedded | tcp:// mqtt:// ssl:// tls:// mqtts:// ws:// wss://; default embedded
+	// FailoverURLs are the further brokers when url is a list (the first
+	// element is URL).
+	FailoverURLs []string `yaml:"-"`
+	Listen       string   `yaml:"listen"`    // embedded broker address; default 127.0.0.1:1883
+	ClientID     string   `yaml:"client_id"` // default "vigil-<site>-<room>"
+	Username     string   `yaml:"username"`
 	// PasswordFile, CAFile, CertFile and KeyFile are resolved against the
 	// config file's directory when relative; after Load they hold the path
 	// that was actually read.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -113,7 +114,7 @@ func TestDefaultsApplied(t *testing.T) {
 		TopicPrefix: DefaultTopicPrefix,
 		KeepAlive:   DefaultKeepAlive,
 	}
-	if cfg.MQTT != want {
+	if !reflect.DeepEqual(cfg.MQTT, want) {
 		t.Errorf("mqtt = %v, want %v", cfg.MQTT, want)
 	}
 	if cfg.HTTP.Listen != DefaultHTTPListen {

@@ -495,6 +495,32 @@ func (w *walker) mqtt(p pair, m *MQTT) {
 	for _, q := range pairs {
 		switch q.name {
 		case "url":
+			if q.val.Kind == yaml.SequenceNode {
+				// Several brokers (a cluster, or bridged Mosquittos): the
+				// first is tried first, the others on failure.
+				urls, nodes := w.stringList(q)
+				if len(nodes) == 0 {
+					w.add(q.val, q.path, "empty list; give one broker url or several")
+					break
+				}
+				for i, u := range urls {
+					if u == DefaultMQTTURL {
+						w.add(nodes[i], q.path, "embedded cannot be one of several brokers")
+						continue
+					}
+					if msg := checkBrokerURL(u); msg != "" {
+						w.add(nodes[i], q.path, "%s", msg)
+						continue
+					}
+					if i > 0 && isTLSScheme(brokerScheme(u)) != isTLSScheme(brokerScheme(urls[0])) {
+						w.add(nodes[i], q.path, "all brokers must use TLS or none (one set of TLS settings serves them all)")
+					}
+				}
+				if !w.bad[q.path] && len(urls) > 0 {
+					m.URL, m.FailoverURLs = urls[0], urls[1:]
+				}
+				break
+			}
 			s, set := w.text(q)
 			if !set {
 				break

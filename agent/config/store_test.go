@@ -102,3 +102,24 @@ func TestExampleDocumentsStoreAndSession(t *testing.T) {
 		}
 	}
 }
+
+func TestMQTTSeveralBrokers(t *testing.T) {
+	cfg := mustParse(t, head+"mqtt:\n  url: [ssl://broker-a.clinic.lan:8883, ssl://broker-b.clinic.lan:8883]\n")
+	if cfg.MQTT.URL != "ssl://broker-a.clinic.lan:8883" || len(cfg.MQTT.FailoverURLs) != 1 || cfg.MQTT.FailoverURLs[0] != "ssl://broker-b.clinic.lan:8883" {
+		t.Errorf("url %q, failover %q", cfg.MQTT.URL, cfg.MQTT.FailoverURLs)
+	}
+	for src, msg := range map[string]string{
+		"mqtt:\n  url: []\n":                                   "empty list",
+		"mqtt:\n  url: [embedded, tcp://b:1883]\n":             "embedded cannot be one of several",
+		"mqtt:\n  url: [ssl://a:8883, tcp://b:1883]\n":         "all brokers must use TLS or none",
+		"mqtt:\n  url: [tcp://a:1883, \"tcp://u:p@b:1883\"]\n": "must not contain a user name or password",
+	} {
+		_, ps := parse(t, head+src)
+		if ps == nil || !strings.Contains(ps.Error(), msg) || !strings.Contains(ps.Error(), "mqtt.url") {
+			t.Errorf("%q: %v, want %q", src, ps, msg)
+		}
+		if strings.Contains(ps.Error(), "u:p@") {
+			t.Errorf("the error echoes credentials: %v", ps)
+		}
+	}
+}

@@ -28,10 +28,14 @@ type Options struct {
 	// URL is the broker: tcp://host:port, ssl://host:port (also mqtt, mqtts,
 	// tls, tcps, ws, wss). Not "embedded": the caller starts the embedded
 	// broker and passes its tcp URL.
-	URL      string
-	ClientID string // default "vigil-{site}-{room}"
-	Username string
-	Password string // never logged
+	URL string
+	// FailoverURLs are further brokers of the same cluster or bridge set,
+	// tried in order after URL when a connection fails (paho's AddBroker).
+	// Same kind of scheme as URL (all TLS or none).
+	FailoverURLs []string
+	ClientID     string // default "vigil-{site}-{room}"
+	Username     string
+	Password     string // never logged
 	// TLS material, read at New. CAFile replaces the system roots; CertFile
 	// and KeyFile (both or neither) are the client certificate.
 	CAFile, CertFile, KeyFile string
@@ -164,6 +168,19 @@ func validate(o Options) (*settings, error) {
 	}
 	if u.Host == "" {
 		return nil, &OptionError{Field: "URL", Reason: "no host"}
+	}
+	for _, f := range s.FailoverURLs {
+		fu, err := url.Parse(f)
+		if err != nil || fu.Host == "" {
+			return nil, &OptionError{Field: "FailoverURLs", Reason: fmt.Sprintf("%q is not a broker URL", f)}
+		}
+		fsecure, known := schemes[fu.Scheme]
+		if !known || fsecure != secure {
+			// One TLS configuration serves every broker: mixing plain and
+			// TLS brokers would send credentials in clear to some.
+			return nil, &OptionError{Field: "FailoverURLs", Reason: fmt.Sprintf("%q must use a scheme of the same kind (TLS or not) as URL", f)}
+		}
+		s.loggedURL += "," + fu.Redacted()
 	}
 	if (s.CertFile == "") != (s.KeyFile == "") {
 		return nil, &OptionError{Field: "CertFile", Reason: "CertFile and KeyFile go together"}

@@ -150,3 +150,32 @@ func TestMarkReplayed(t *testing.T) {
 		}
 	}
 }
+
+// TestPublisherFailsOverToSecondBroker: with the first broker down, the
+// publisher connects to the next URL, and readings arrive there.
+func TestPublisherFailsOverToSecondBroker(t *testing.T) {
+	first := testbroker.StartMosquitto(t)
+	second := testbroker.StartMosquitto(t)
+	first.Stop()
+	sub := subscribe(t, second.URL(), readingsOnly, "")
+	log := newConnectionLog()
+	p, err := New(Options{
+		URL: first.URL(), FailoverURLs: []string{second.URL()}, Site: testSite, Room: testRoom,
+		ClientID: "vigil-test-failover", KeepAlive: 2 * time.Second, Logger: testLogger(t),
+		OnConnectionChange: log.change,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		p.Close(ctx)
+	})
+	consume(p, 1, 10)
+	msgs := sub.waitFor(t, "readings at the second broker", func(m []message) bool { return len(m) >= 10 })
+	checkExactlyInOrder(t, msgs[:10], 1, 10)
+}

@@ -396,6 +396,9 @@ func (p *Publisher) Start(ctx context.Context) error {
 	if p.s.tls != nil {
 		opts.SetTLSConfig(p.s.tls)
 	}
+	for _, u := range p.s.FailoverURLs {
+		opts.AddBroker(u)
+	}
 	p.client = paho.NewClient(opts)
 	if p.commandsEnabled() {
 		// The route exists before the first connection: with a persistent

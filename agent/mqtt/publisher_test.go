@@ -779,6 +779,8 @@ func TestNewValidates(t *testing.T) {
 		{"CAFile", func(o *Options) { o.URL = "ssl://host:8883"; o.CAFile = filepath.Join(dir, "missing.pem") }},
 		{"CAFile", func(o *Options) { o.URL = "ssl://host:8883"; o.CAFile = notPEM }},
 		{"CertFile", func(o *Options) { o.URL = "ssl://host:8883"; o.CertFile = notPEM; o.KeyFile = notPEM }},
+		{"FailoverURLs", func(o *Options) { o.FailoverURLs = []string{"ssl://other:8883"} }},
+		{"FailoverURLs", func(o *Options) { o.FailoverURLs = []string{"tcp://"} }},
 	}
 	for i, tc := range tests {
 		t.Run(fmt.Sprint(i, tc.field), func(t *testing.T) {
