@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -36,8 +35,10 @@ type AlarmsConfig struct {
 	// PauseMax is the longest notification pause allowed; default
 	// DefaultPauseMax.
 	PauseMax time.Duration
-	// AuditLog is the append-only JSON-lines file of every alarm
-	// transition, acknowledgement and pause; default DefaultAuditLog().
+	// AuditLog, when set, is an append-only JSON-lines copy of the audit
+	// log (every alarm transition, acknowledgement, pause, notification
+	// result and session change), beside the store's audit table, for
+	// tail -f and log shippers; "" (default) keeps the store's only.
 	AuditLog string
 	// ClockCheck raises a technical alarm while the system clock is not
 	// synchronised (the kernel's view, kept by an NTP client); default
@@ -71,12 +72,6 @@ const (
 	MaxAckLinkTTL     = acklink.MaxTTL
 )
 
-// DefaultAuditLog is the audit log's path when alarms.audit_log is unset:
-// in the systemd unit's StateDirectory ($STATE_DIRECTORY, set by systemd),
-// else /var/lib/vigil, where the unit's StateDirectory=vigil puts it.
-func DefaultAuditLog() string {
-	return filepath.Join(stateDirectory(), "audit.jsonl")
-}
 
 // NotifyConfig is the notify: section. Without it there are no channels and
 // no routes: alarms are shown locally only.
@@ -197,7 +192,7 @@ func (w *walker) alarms(p pair, a *AlarmsConfig) {
 		case "audit_log":
 			if v, set := w.text(q); set {
 				if v == "" {
-					w.add(q.val, q.path, "empty; omit the key for the default %s", DefaultAuditLog())
+					w.add(q.val, q.path, "empty; omit the key to keep the audit log in the store only")
 					break
 				}
 				a.AuditLog = w.resolvePath(v)
@@ -863,9 +858,6 @@ func (w *walker) crossCheckAlarms(c *Config) {
 	}
 	if c.Alarms.PauseMax == 0 {
 		c.Alarms.PauseMax = DefaultPauseMax
-	}
-	if c.Alarms.AuditLog == "" {
-		c.Alarms.AuditLog = DefaultAuditLog()
 	}
 	if !c.Alarms.clockCheckSet {
 		c.Alarms.ClockCheck = true
