@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/vigil-monitor/vigil/agent/audit"
 	"github.com/vigil-monitor/vigil/agent/config"
+	"github.com/vigil-monitor/vigil/agent/notify/alertmanager/amtest"
 )
 
 // receiver is a webhook endpoint that records the alarm events it gets.
@@ -365,5 +367,188 @@ notify:
 	if !strings.Contains(string(data), `"type":"acknowledge","alarm_id":"spo2-low/oximeter-1"`) ||
 		!strings.Contains(string(data), `"by":"RN Kim","via":"phone link"`) || strings.Contains(string(data), "/ack/") {
 		t.Errorf("audit log:\n%s", data)
+	}
+}
+
+// ntfyRequest is what the fake ntfy server saw of one publish.
+type ntfyRequest struct {
+	Title, Priority, Tags, Actions, Click, Body string
+}
+
+// TestAlarmChainEndToEnd is the alarm issue's "done when", through a
+// running agent: a simulated desaturation becomes an alarm delivered to
+// ntfy (priority header, the acknowledge action), a signed webhook and a
+// real Alertmanager; nobody acknowledges, so it escalates to the second
+// tier; the nurse acknowledges from the phone link (escalation stops, no
+// repeat reaches the physician); the recovery resolves it everywhere,
+// Alertmanager included.
+func TestAlarmChainEndToEnd(t *testing.T) {
+	am := amtest.Start(t)
+	var (
+		ntfyMu sync.Mutex
+		ntfy   []ntfyRequest
+	)
+	ntfySrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if r.Method != http.MethodPost || r.URL.Path != "/room-1" || r.Header.Get("Authorization") != "Bearer tk_ntfy_test_token" {
+			w.WriteHeader(http.StatusForbidden)
+			return
+		}
+		ntfyMu.Lock()
+		title, _ := new(mime.WordDecoder).DecodeHeader(r.Header.Get("Title"))
+		ntfy = append(ntfy, ntfyRequest{Title: title, Priority: r.Header.Get("X-Priority"), Tags: r.Header.Get("Tags"),
+			Actions: r.Header.Get("Actions"), Click: r.Header.Get("Click"), Body: string(b)})
+		ntfyMu.Unlock()
+	}))
+	defer ntfySrv.Close()
+	nurses, physician := newReceiver(t), newReceiver(t)
+	ox := newFakeOximeter(t)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "hook.secret"), []byte("a-long-enough-webhook-secret\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "ntfy.token"), []byte("tk_ntfy_test_token\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "ack.key"), []byte("an-ack-link-key-of-at-least-32-bytes-0123456789\n"), 0o600)
+	path := filepath.Join(dir, "vigil.yaml")
+	os.WriteFile(path, []byte(fmt.Sprintf(`site: clinic-a
+room: room-1
+devices:
+  - id: oximeter-1
+    driver: masimo-ascii
+    port: %s
+mqtt:
+  url: embedded
+  listen: 127.0.0.1:0
+http:
+  listen: 127.0.0.1:0
+store:
+  path: %s/vigil.db
+alarms:
+  clock_check: false
+  ack_links:
+    base_url: http://room-1.clinic.lan:9817
+    key_file: ack.key
+  rules:
+    - name: spo2-low
+      metric: spo2
+      below: 90
+      priority: medium
+      delay: 0s
+      clear_delay: 0s
+notify:
+  channels:
+    - name: nurses-ntfy
+      type: ntfy
+      url: %s/room-1
+      token_file: ntfy.token
+    - name: nurses-webhook
+      type: webhook
+      url: %s/nurses
+      secret_file: hook.secret
+    - name: alertmanager
+      type: alertmanager
+      url: %s
+    - name: physician
+      type: webhook
+      url: %s/physician
+      secret_file: hook.secret
+  routes:
+    - priorities: [high, medium]
+      channels: [nurses-ntfy, nurses-webhook, alertmanager]
+      escalate_after: 2s
+      then: physician
+    - name: physician
+      channels: [physician]
+      repeat_interval: 2s
+`, ox.link, dir, ntfySrv.URL, nurses.srv.URL, am, physician.srv.URL)), 0o600)
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ra := startAgent(t, cfg)
+	const id = "spo2-low/oximeter-1"
+
+	ox.send(frame(97, 70, 0))
+	ox.send(frame(85, 70, 0))
+	waitFor(t, "the alarm at ntfy", 15*time.Second, func() bool {
+		ntfyMu.Lock()
+		defer ntfyMu.Unlock()
+		return len(ntfy) > 0
+	})
+	ntfyMu.Lock()
+	first := ntfy[0]
+	ntfyMu.Unlock()
+	if !strings.HasPrefix(first.Title, "**") || first.Priority != "4" || !strings.Contains(first.Actions, "http://room-1.clinic.lan:9817/ack/") {
+		t.Errorf("ntfy message %+v", first)
+	}
+	waitFor(t, "the alarm at the nurses' webhook", 10*time.Second, func() bool { return nurses.has(id, "start", "") })
+	activeAt := func(state string) bool {
+		resp, err := http.Get(am + "/api/v2/alerts")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var alerts []struct {
+			Labels map[string]string `json:"labels"`
+			Status struct {
+				State string `json:"state"`
+			} `json:"status"`
+		}
+		json.NewDecoder(resp.Body).Decode(&alerts)
+		for _, a := range alerts {
+			if a.Labels["alarm_id"] == id && a.Status.State == state {
+				return true
+			}
+		}
+		return false
+	}
+	waitFor(t, "the alert active in Alertmanager", 15*time.Second, func() bool { return activeAt("active") })
+	waitFor(t, "the escalation to the physician", 15*time.Second, func() bool { return physician.count() > 0 })
+
+	// The nurse taps the link on her phone.
+	nurses.mu.Lock()
+	link := nurses.got[0].AckURL
+	nurses.mu.Unlock()
+	local := ra.ep.HTTP + strings.TrimPrefix(link, "http://room-1.clinic.lan:9817")
+	req, _ := http.NewRequest(http.MethodGet, local, nil)
+	req.Host = "room-1.clinic.lan:9817"
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	_, after, _ := strings.Cut(string(page), `name="confirm" value="`)
+	confirm, _, _ := strings.Cut(after, `"`)
+	form := url.Values{"confirm": {confirm}, "by": {"RN Kim"}}
+	req, _ = http.NewRequest(http.MethodPost, local, strings.NewReader(form.Encode()))
+	req.Host = "room-1.clinic.lan:9817"
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", "http://room-1.clinic.lan:9817")
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("acknowledge through the link: HTTP %d", resp.StatusCode)
+	}
+	waitFor(t, "the acknowledgement at the nurses' webhook", 10*time.Second, func() bool { return nurses.has(id, "update", "acknowledged") })
+	// Escalation and repeats stop: the physician's count settles (their
+	// repeat_interval is 2 s) while the alarm stays acknowledged.
+	settled := physician.count()
+	time.Sleep(3 * time.Second)
+	if n := physician.count(); n > settled+1 { // at most the acknowledged update itself
+		t.Errorf("the physician got %d more messages after the acknowledgement", n-settled)
+	}
+
+	ox.send(frame(97, 70, 0))
+	waitFor(t, "the end everywhere", 15*time.Second, func() bool {
+		return nurses.has(id, "end", "") && physician.has(id, "end", "") && !activeAt("active")
+	})
+	ntfyMu.Lock()
+	last := ntfy[len(ntfy)-1]
+	ntfyMu.Unlock()
+	if !strings.Contains(strings.ToLower(last.Title), "resolved") || last.Actions != "" {
+		t.Errorf("ntfy's last message should be the resolution without an action: %+v", last)
 	}
 }

@@ -1,118 +1,20 @@
 package alertmanager
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/vigil-monitor/vigil/agent/alarm"
 	"github.com/vigil-monitor/vigil/agent/notify"
+	"github.com/vigil-monitor/vigil/agent/notify/alertmanager/amtest"
 )
 
-// alertmanagerBinary is Debian's package path (scripts/test.sh installs it
-// in CI).
-const alertmanagerBinary = "/usr/bin/prometheus-alertmanager"
-
-// minimalConfig routes everything to a receiver with no integrations: the
-// test looks at the alert store, not at notifications.
-const minimalConfig = `route:
-  receiver: "null"
-receivers:
-  - name: "null"
-`
-
-// lockedBuffer collects the process output for the failure log.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// startAlertmanager runs a real Alertmanager on a free loopback port and
-// returns its base URL; cleanup kills and reaps it.
-func startAlertmanager(t *testing.T) string {
-	t.Helper()
-	if _, err := os.Stat(alertmanagerBinary); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("CI is set and %s is missing: install prometheus-alertmanager (scripts/test.sh does)", alertmanagerBinary)
-		}
-		t.Skipf("%s not installed", alertmanagerBinary)
-	}
-	dir := t.TempDir()
-	conf := filepath.Join(dir, "alertmanager.yml")
-	if err := os.WriteFile(conf, []byte(minimalConfig), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-
-	output := &lockedBuffer{}
-	cmd := exec.Command(alertmanagerBinary,
-		"--config.file="+conf,
-		"--storage.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr,
-		"--cluster.listen-address=", // no gossip: a lone test instance
-	)
-	cmd.Stdout, cmd.Stderr = output, output
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting alertmanager: %v", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("alertmanager output:\n%s", output.String())
-		}
-	})
-
-	base := "http://" + addr
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		select {
-		case err := <-exited:
-			exited <- err // for the cleanup
-			t.Fatalf("alertmanager exited early (%v):\n%s", err, output.String())
-		default:
-		}
-		resp, err := http.Get(base + "/-/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return base
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("alertmanager not ready after 30 s:\n%s", output.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
+// startAlertmanager runs a real Alertmanager (amtest).
+func startAlertmanager(t *testing.T) string { return amtest.Start(t) }
 
 // gettableAlert is the part of GET /api/v2/alerts the test reads.
 type gettableAlert struct {
