@@ -72,7 +72,6 @@ const (
 	MaxAckLinkTTL     = acklink.MaxTTL
 )
 
-
 // NotifyConfig is the notify: section. Without it there are no channels and
 // no routes: alarms are shown locally only.
 type NotifyConfig struct {
