@@ -141,10 +141,11 @@ store:
   MQTT:     %s (embedded broker)
   watch:    mosquitto_sub -h %s -p %s -t 'vigil/#' -v
   alarms:   %s/api/v1/alarms  (vigil alarms list --addr %s)
+  session:  vigil session start --by you --addr %s  (then dose, end, report)
   audit:    %s (and the store beside it)
   scenario: %s (%s)
 
-`, drv.Name, sim.Path(), ep.HTTP, ep.HTTP, ep.HTTP, ep.MQTT, host, port, ep.HTTP, ep.HTTP, auditLog, scenario.Name, scenario.Description)
+`, drv.Name, sim.Path(), ep.HTTP, ep.HTTP, ep.HTTP, ep.MQTT, host, port, ep.HTTP, ep.HTTP, ep.HTTP, auditLog, scenario.Name, scenario.Description)
 		},
 	})
 	cancel()
