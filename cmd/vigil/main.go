@@ -83,6 +83,8 @@ run the daemon with "vigil run --config FILE".`,
 		newNIBPCommand(),
 		newNotifyCommand(),
 		newAlarmsCommand(),
+		newSessionCommand(),
+		newDoctorCommand(),
 		newVersionCommand(),
 	)
 	return root

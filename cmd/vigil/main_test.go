@@ -73,6 +73,7 @@ func TestHelpForEveryCommand(t *testing.T) {
 	for _, args := range [][]string{
 		{"--help"}, {"run", "--help"}, {"demo", "--help"}, {"config", "check", "--help"},
 		{"simulate", "--help"}, {"devices", "--help"}, {"version", "--help"}, {"completion", "bash"},
+		{"doctor", "--help"}, {"session", "--help"}, {"session", "start", "--help"}, {"alarms", "pause", "--help"},
 	} {
 		out, errOut, code := vigil(t, args...)
 		if code != 0 || len(out) < 100 {
