@@ -408,11 +408,24 @@ func (e *Engine) SetTechnical(device, condition string, on bool, priority Priori
 	if e.offOutside[condition] && e.session == nil {
 		on = false // turned off by the configuration, and no session is active
 	}
-	return e.setTechnical(k, on, priority, now)
+	return e.setTechnical(k, Technical, on, priority, now)
 }
 
-// setTechnical applies a technical condition's effective state.
-func (e *Engine) setTechnical(k techKey, on bool, priority Priority, now time.Time) []Event {
+// SetAdvisory turns an advisory condition on or off: information that
+// needs attention but not at once (a scheduled blood pressure due or
+// missed, a baseline above the pre-dose limit). Its AlarmID is
+// condition[/device]; it has no delay.
+func (e *Engine) SetAdvisory(device, condition string, on bool, priority Priority, now time.Time) []Event {
+	if priority < Low || priority > High {
+		priority = Low
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.setTechnical(techKey{device: device, condition: condition}, Advisory, on, priority, now)
+}
+
+// setTechnical applies a technical or advisory condition's effective state.
+func (e *Engine) setTechnical(k techKey, kind Kind, on bool, priority Priority, now time.Time) []Event {
 	device, condition := k.device, k.condition
 	a, ok := e.technical[k]
 	if !ok {
@@ -427,7 +440,7 @@ func (e *Engine) setTechnical(k techKey, on bool, priority Priority, now time.Ti
 			id = "technical-" + id // keep AlarmIDs distinct from a rule of the same name
 		}
 		a = NewAlarm(AlarmConfig{
-			ID: id, Kind: Technical, Priority: priority, Delay: e.techDelays[condition],
+			ID: id, Kind: kind, Priority: priority, Delay: e.techDelays[condition],
 			Event: Event{Condition: condition, Site: e.site, Room: e.room, Device: device, Session: e.session},
 		}, e.ids)
 		e.technical[k] = a
@@ -489,7 +502,7 @@ func (e *Engine) SetSession(session string, now time.Time) []Event {
 	var evs []Event
 	for k, r := range e.techOn {
 		if e.offOutside[k.condition] {
-			evs = append(evs, e.setTechnical(k, r.on && e.session != nil, r.priority, now)...)
+			evs = append(evs, e.setTechnical(k, Technical, r.on && e.session != nil, r.priority, now)...)
 		}
 	}
 	return evs

@@ -654,3 +654,18 @@ func TestAcknowledgeEvent(t *testing.T) {
 		t.Errorf("acknowledging the present occurrence: %v %v", evs, err)
 	}
 }
+
+func TestSetAdvisory(t *testing.T) {
+	e, _ := NewEngine(DefaultRules(), Options{IDs: counterIDs()})
+	evs := e.SetAdvisory("", "nibp-missed", true, Low, at(0))
+	if len(evs) != 1 || evs[0].Kind != Advisory || evs[0].AlarmID != "nibp-missed" || evs[0].Phase != PhaseStart || evs[0].Priority != Low {
+		t.Fatalf("advisory on: %+v", evs)
+	}
+	if evs := e.SetAdvisory("", "nibp-missed", true, Low, at(1)); len(evs) != 0 {
+		t.Errorf("advisory on again: %+v", evs)
+	}
+	evs = e.SetAdvisory("", "nibp-missed", false, Low, at(2))
+	if len(evs) != 1 || evs[0].Phase != PhaseEnd {
+		t.Errorf("advisory off: %+v", evs)
+	}
+}
