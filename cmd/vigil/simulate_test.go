@@ -57,7 +57,8 @@ func TestSimulateEverySerialDriver(t *testing.T) {
 					return code == 0
 				})
 			}
-			waitUntil(t, "a "+metric+" value", 30*time.Second, func() bool {
+			// A simulated cuff measurement takes about 30 s, like a real one.
+			waitUntil(t, "a "+metric+" value", 75*time.Second, func() bool {
 				mu.Lock()
 				defer mu.Unlock()
 				return len(values) > 0
