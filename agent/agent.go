@@ -15,6 +15,7 @@ import (
 
 	"github.com/vigil-monitor/vigil/agent/broker"
 	"github.com/vigil-monitor/vigil/agent/config"
+	"github.com/vigil-monitor/vigil/agent/filemode"
 	"github.com/vigil-monitor/vigil/agent/httpserver"
 	"github.com/vigil-monitor/vigil/agent/metrics"
 	"github.com/vigil-monitor/vigil/agent/mqtt"
@@ -58,6 +59,18 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	}
 	if o.Version == "" {
 		o.Version = "dev"
+	}
+
+	// Secrets readable by every account on the machine are a finding the
+	// IT person must hear about at every start (not an error: the agent
+	// must still monitor).
+	for _, p := range append([]string{cfg.File}, cfg.SecretFiles()...) {
+		if p == "" {
+			continue
+		}
+		if w, ok := filemode.CheckPrivate(p); !ok {
+			logger.Warn(w)
+		}
 	}
 
 	specs, err := resolveDevices(cfg)
@@ -255,8 +268,9 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	}
 
 	srv, err := httpserver.New(httpserver.Options{
-		Listen:   cfg.HTTP.Listen,
-		Registry: m.Registry(),
+		Listen:        cfg.HTTP.Listen,
+		WebConfigFile: cfg.HTTP.WebConfigFile,
+		Registry:      m.Registry(),
 		Ready: func() error {
 			if !pub.Connected() {
 				return errors.New("MQTT broker not connected")
@@ -340,7 +354,9 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	srv.Handle("GET /api/v1/alarms", al.listHandler())
 	srv.Handle("POST /api/v1/alarms/ack/{alarm...}", al.ackHandler())
 	if al.links != nil {
-		srv.Handle("/ack/", al.links.Handler())
+		// The links carry their own signed tokens: a phone has no
+		// basic-auth credentials (TLS still applies).
+		srv.HandlePublic("/ack/", al.links.Handler())
 	}
 	srv.Handle("GET /api/v1/alarms/pause", al.pauseHandler())
 	srv.Handle("POST /api/v1/alarms/pause", al.pauseHandler())

@@ -131,6 +131,44 @@ func (m MQTT) LogValue() slog.Value {
 // HTTP configures the metrics, health and API listener.
 type HTTP struct {
 	Listen string `yaml:"listen"` // default 127.0.0.1:9817
+	// WebConfigFile is a Prometheus exporter-toolkit web config (TLS and
+	// basic auth, bcrypt): configs/web-config.yml. "" serves plain HTTP.
+	WebConfigFile string `yaml:"web_config_file"`
+}
+
+// SecretFiles lists the files of the config that hold secrets (passwords,
+// keys, tokens), for the start-up check that they are private.
+func (c *Config) SecretFiles() []string {
+	var out []string
+	add := func(p string) {
+		if p != "" {
+			out = append(out, p)
+		}
+	}
+	add(c.MQTT.PasswordFile)
+	add(c.MQTT.KeyFile)
+	add(c.HTTP.WebConfigFile)
+	if c.Alarms.AckLinks != nil {
+		add(c.Alarms.AckLinks.KeyFile)
+	}
+	for _, ch := range c.Notify.Channels {
+		switch {
+		case ch.NTFY != nil:
+			add(ch.NTFY.TokenFile)
+			add(ch.NTFY.PasswordFile)
+		case ch.Pushover != nil:
+			add(ch.Pushover.TokenFile)
+			add(ch.Pushover.UserKeyFile)
+		case ch.Webhook != nil:
+			add(ch.Webhook.SecretFile)
+		case ch.Alertmanager != nil:
+			add(ch.Alertmanager.UsernameFile)
+			add(ch.Alertmanager.PasswordFile)
+		case ch.Email != nil:
+			add(ch.Email.PasswordFile)
+		}
+	}
+	return out
 }
 
 // Metrics configures the Prometheus exposition.

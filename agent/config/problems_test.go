@@ -41,7 +41,7 @@ func TestOneProblemEach(t *testing.T) {
 		// Unknown keys.
 		{"unknown key top level", head + "colour: blue\n", 7, "colour", "unknown key (known: site, room, devices, mqtt, http, metrics, alarms, notify, store, session)"},
 		{"unknown key in mqtt", head + "mqtt:\n  urll: tcp://b:1883\n", 8, "mqtt.urll", "unknown key (known: url, listen,"},
-		{"unknown key in http", head + "http:\n  port: 80\n", 8, "http.port", "unknown key (known: listen)"},
+		{"unknown key in http", head + "http:\n  port: 80\n", 8, "http.port", "unknown key (known: listen, web_config_file)"},
 		{"unknown key in metrics", head + "metrics:\n  stale: 5s\n", 8, "metrics.stale", "unknown key (known: stale_after, nibp_stale_after)"},
 		{"unknown key in usb", "site: a\nroom: b\ndevices:\n  - id: x\n    driver: test-driver\n    usb:\n      vid: \"0403\"\n      pid: \"6001\"\n      serail: A1\n", 9, "devices[0].usb.serail", "unknown key (known: vid, pid, serial)"},
 		{"option for driver without options", head + "    colour: blue\n", 7, "devices[0].colour", "driver test-driver takes no options"},

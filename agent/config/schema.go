@@ -20,7 +20,7 @@ var (
 	deviceKeys  = []string{"id", "driver", "port", "usb", "baud", "data_bits", "parity", "stop_bits", "stale_after", "silent_after", "nibp"}
 	usbKeys     = []string{"vid", "pid", "serial"}
 	mqttKeys    = []string{"url", "listen", "client_id", "username", "password_file", "ca_file", "cert_file", "key_file", "topic_prefix", "keep_alive"}
-	httpKeys    = []string{"listen"}
+	httpKeys    = []string{"listen", "web_config_file"}
 	metricsKeys = []string{"stale_after", "nibp_stale_after"}
 )
 
@@ -602,6 +602,15 @@ func (w *walker) http(p pair, h *HTTP) {
 					break
 				}
 				h.Listen = s
+			}
+		case "web_config_file":
+			if s, set := w.text(q); set {
+				path := w.resolvePath(s)
+				if _, msg := readSmallFile(path, 1<<20); msg != "" {
+					w.add(q.val, q.path, "%s", msg)
+					break
+				}
+				h.WebConfigFile = path
 			}
 		default:
 			w.unknown(q, httpKeys, "")

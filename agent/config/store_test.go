@@ -2,6 +2,7 @@ package config
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -121,5 +122,22 @@ func TestMQTTSeveralBrokers(t *testing.T) {
 		if strings.Contains(ps.Error(), "u:p@") {
 			t.Errorf("the error echoes credentials: %v", ps)
 		}
+	}
+}
+
+func TestWebConfigFileAndSecretFiles(t *testing.T) {
+	dir := t.TempDir()
+	web := filepath.Join(dir, "web-config.yml")
+	os.WriteFile(web, []byte("basic_auth_users: {}\n"), 0o600)
+	cfg := mustParse(t, head+"http:\n  web_config_file: "+web+"\n")
+	if cfg.HTTP.WebConfigFile != web {
+		t.Errorf("web_config_file %q", cfg.HTTP.WebConfigFile)
+	}
+	if files := cfg.SecretFiles(); len(files) != 1 || files[0] != web {
+		t.Errorf("secret files %v", files)
+	}
+	_, ps := parse(t, head+"http:\n  web_config_file: /nonexistent/web.yml\n")
+	if ps == nil || !strings.Contains(ps.Error(), "http.web_config_file") || !strings.Contains(ps.Error(), "cannot read /nonexistent/web.yml") {
+		t.Errorf("missing web config: %v", ps)
 	}
 }

@@ -5,6 +5,7 @@ package httpserver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"html"
@@ -74,6 +75,13 @@ type Options struct {
 	ShutdownTimeout time.Duration
 	// Logger receives server and exposition errors; nil means slog.Default().
 	Logger *slog.Logger
+	// WebConfigFile is the path of an exporter-toolkit web config (TLS,
+	// basic auth with bcrypt hashes, headers, rate limit; see
+	// configs/web-config.yml). New reads and validates it, so a broken file
+	// fails at start with a *WebConfigError. "" serves plain HTTP without
+	// authentication. With basic_auth_users, every route needs credentials
+	// except those added with HandlePublic.
+	WebConfigFile string
 }
 
 // Server is the bound listener and its routes.
@@ -83,10 +91,12 @@ type Server struct {
 	http            *http.Server
 	logger          *slog.Logger
 	shutdownTimeout time.Duration
+	web             *webSecurity // nil without Options.WebConfigFile
 
 	mu       sync.Mutex
-	patterns []string // for the index page
-	served   bool     // Serve or Close was called
+	patterns []string        // for the index page
+	public   map[string]bool // patterns added with HandlePublic
+	served   bool            // Serve or Close was called
 }
 
 // New binds the listener at once, so a taken port fails at start-up with a
@@ -113,6 +123,14 @@ func New(o Options) (*Server, error) {
 		ready = func() error { return nil }
 	}
 
+	var sec *webSecurity
+	if o.WebConfigFile != "" {
+		var err error
+		if sec, err = loadWebConfig(o.WebConfigFile); err != nil {
+			return nil, err
+		}
+	}
+
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {
 		return nil, &ListenError{Addr: o.Listen, Err: err}
@@ -123,15 +141,28 @@ func New(o Options) (*Server, error) {
 		mux:             http.NewServeMux(),
 		logger:          logger,
 		shutdownTimeout: o.ShutdownTimeout,
+		web:             sec,
+		public:          make(map[string]bool),
+	}
+	var handler http.Handler = s.mux
+	if sec != nil {
+		handler = http.HandlerFunc(s.guard)
 	}
 	s.http = &http.Server{
-		Handler:           s.mux,
+		Handler:           handler,
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	if sec != nil && sec.tls != nil {
+		s.http.TLSConfig = sec.tls
+		if !sec.http2 {
+			// A non-nil empty map keeps ServeTLS from adding HTTP/2.
+			s.http.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
+		}
 	}
 
 	s.Handle("GET /metrics", promhttp.HandlerFor(o.Registry, promhttp.HandlerOpts{
@@ -167,16 +198,42 @@ func New(o Options) (*Server, error) {
 // Addr is the bound host:port, with the real port when Listen asked for 0.
 func (s *Server) Addr() string { return s.listener.Addr().String() }
 
-// URL is the server's base URL, http://host:port.
-func (s *Server) URL() string { return "http://" + s.Addr() }
+// URL is the server's base URL: https://host:port when the web config turns
+// TLS on, else http://host:port.
+func (s *Server) URL() string {
+	if s.TLS() {
+		return "https://" + s.Addr()
+	}
+	return "http://" + s.Addr()
+}
+
+// TLS reports whether the server serves HTTPS (a web config with
+// tls_server_config).
+func (s *Server) TLS() bool { return s.web != nil && s.web.tls != nil }
 
 // Handle adds a route, with http.ServeMux pattern syntax ("GET /api/x").
+// With basic auth in the web config, the route needs credentials.
 // Call it before Serve. Like http.ServeMux it panics on a pattern that
 // conflicts with an existing one: a programming error any test catches.
 func (s *Server) Handle(pattern string, h http.Handler) {
+	s.handle(pattern, h, false)
+}
+
+// HandlePublic adds a route that needs no credentials even when the web
+// config has basic_auth_users; TLS still applies. It is for the acknowledge
+// links ("/ack/"), which carry their own signed, single-use tokens and must
+// open on a phone that has no password. Anything else belongs behind Handle.
+func (s *Server) HandlePublic(pattern string, h http.Handler) {
+	s.handle(pattern, h, true)
+}
+
+func (s *Server) handle(pattern string, h http.Handler, public bool) {
 	s.mux.Handle(pattern, h)
 	s.mu.Lock()
 	s.patterns = append(s.patterns, pattern)
+	if public {
+		s.public[pattern] = true
+	}
 	s.mu.Unlock()
 }
 
@@ -195,8 +252,14 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.mu.Unlock()
 
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- s.http.Serve(s.listener) }()
-	s.logger.Info("http server listening", "addr", s.Addr())
+	if s.TLS() {
+		// The certificate comes from TLSConfig (GetCertificate, which
+		// re-reads the files on every handshake), not from these names.
+		go func() { serveErr <- s.http.ServeTLS(s.listener, "", "") }()
+	} else {
+		go func() { serveErr <- s.http.Serve(s.listener) }()
+	}
+	s.logStart()
 
 	select {
 	case err := <-serveErr:
@@ -232,6 +295,22 @@ func (s *Server) Close() error {
 	}
 	s.served = true
 	return s.listener.Close()
+}
+
+// logStart says how the server is reached: the web config's path, never its
+// content (it holds password hashes and may hold a key).
+func (s *Server) logStart() {
+	if s.web == nil {
+		s.logger.Info("http server listening", "addr", s.Addr(), "tls", false, "basic_auth", false)
+		return
+	}
+	auth := len(s.web.users) > 0
+	s.logger.Info("http server listening", "addr", s.Addr(), "tls", s.TLS(), "basic_auth", auth,
+		"web_config_file", s.web.path)
+	if auth && !s.TLS() {
+		s.logger.Warn("http basic auth without TLS: passwords cross the network in clear; add tls_server_config to the web config",
+			"web_config_file", s.web.path)
+	}
 }
 
 func (s *Server) index(w http.ResponseWriter, _ *http.Request) {
