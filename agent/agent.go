@@ -19,6 +19,7 @@ import (
 	"github.com/vigil-monitor/vigil/agent/httpserver"
 	"github.com/vigil-monitor/vigil/agent/metrics"
 	"github.com/vigil-monitor/vigil/agent/mqtt"
+	"github.com/vigil-monitor/vigil/agent/sdnotify"
 	"github.com/vigil-monitor/vigil/agent/serialport"
 	"github.com/vigil-monitor/vigil/agent/store"
 	"github.com/vigil-monitor/vigil/drivers"
@@ -44,6 +45,13 @@ type Endpoints struct {
 	// Embedded is true when MQTT is the agent's own broker.
 	Embedded bool
 }
+
+// watchdogStallLimit is how long a loop may go without a turn before the
+// systemd watchdog stops being pinged: above the longest healthy turn (a
+// device's watch ticks every quarter of its silence limit, at most a few
+// seconds; the publisher may wait 5 s inside a write) and below the unit's
+// WatchdogSec=30.
+const watchdogStallLimit = 20 * time.Second
 
 // shutdownTimeout bounds the clean stop: the offline status and in-flight
 // messages get this long to reach the broker.
@@ -156,6 +164,10 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		al   *alarms
 		sess *sessions
 	)
+	// The systemd watchdog is pinged only while the device loops, the
+	// alarm loop and the publisher go round (sdnotify): a wedged agent is
+	// restarted, an unplugged device is not (it is a technical alarm).
+	beats := sdnotify.NewHeartbeats(nil)
 	pubOpts := mqtt.Options{
 		URL:          mqttURL,
 		FailoverURLs: cfg.MQTT.FailoverURLs,
@@ -176,6 +188,7 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 			al.mqttConnection(up)
 		},
 		OnPublishError: func(error) { m.MQTTPublishError() },
+		Heartbeat:      func() { beats.Beat("publisher") },
 		// devices is complete before the publisher starts, and never
 		// changes after: the command goroutine only reads it.
 		OnCommand: func(id, command string) error {
@@ -252,6 +265,8 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 			readings = []ReadingConsumer{m, rec, al, sess}
 		}
 		d := newDevice(s, statuses, m.Reconnected, logger)
+		beatName := "device/" + s.cfg.ID
+		d.beat = func() { beats.Beat(beatName) }
 		d.pipe = &pipeline{
 			device:       s.cfg.ID,
 			seq:          lastSeq[s.cfg.ID],
@@ -369,6 +384,9 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	srv.Handle("GET /api/v1/sessions/{id}/report", sess.exportHandler(cfg.Site))
 	// Alarms, sessions and store maintenance stop after the devices and
 	// before the writer, so their last entries are committed.
+	watchdogCtx, stopWatchdog := context.WithCancel(runCtx)
+	defer stopWatchdog()
+	al.beat = func() { beats.Beat("alarms") }
 	alarmCtx, stopAlarms := context.WithCancel(runCtx)
 	defer stopAlarms()
 	var alarmWG sync.WaitGroup
@@ -397,6 +415,19 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 		}
 	}()
 	logger.Info("vigil running", "site", cfg.Site, "room", cfg.Room, "devices", len(specs), "http", ep.HTTP, "mqtt", ep.MQTT)
+	wd, err := sdnotify.NewWatchdog(beats.Check(watchdogStallLimit), logger)
+	if err != nil {
+		logger.Error("systemd watchdog settings unusable; not pinging it", "err", err)
+	} else {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			wd.Run(watchdogCtx)
+		}()
+	}
+	if _, err := sdnotify.Ready(); err != nil {
+		logger.Warn("systemd readiness not sent", "err", err)
+	}
 	if o.OnReady != nil {
 		o.OnReady(ep)
 	}
@@ -409,6 +440,10 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	}
 
 	logger.Info("stopping")
+	if _, err := sdnotify.Stopping(); err != nil {
+		logger.Warn("systemd stopping not sent", "err", err)
+	}
+	stopWatchdog() // loops end on purpose from here on
 	al.stop()
 	stopDevices()
 	devWG.Wait()

@@ -58,6 +58,8 @@ type alarms struct {
 	// timer is set for.
 	wake  chan struct{}
 	armed atomic.Int64
+	// beat, when set, tells the systemd watchdog the alarm loop goes round.
+	beat func()
 
 	// links makes and serves the signed acknowledge links; nil without
 	// alarms.ack_links.
@@ -209,6 +211,9 @@ func (a *alarms) run(ctx context.Context) {
 			a.openAudit()
 		case now := <-timer.C:
 			a.handle(a.engine.Tick(now))
+			if a.beat != nil {
+				a.beat()
+			}
 		case <-a.wake:
 		case <-clockChecks.C:
 			a.checkClock(a.readClock)

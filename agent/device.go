@@ -50,6 +50,9 @@ type device struct {
 	statuses    []StatusConsumer
 	reconnected func(device string)
 	logger      *slog.Logger
+	// beat, when set, tells the systemd watchdog this device's loop is
+	// alive (called from watch).
+	beat func()
 
 	mu         sync.Mutex // guards everything below
 	pipe       *pipeline
@@ -349,7 +352,9 @@ func (d *device) watch(ctx context.Context) {
 	if d.driver.ProbeTimeout > 0 && d.driver.ProbeTimeout/4 < period {
 		period = d.driver.ProbeTimeout / 4
 	}
-	period = max(period, 50*time.Millisecond)
+	// At most every 5 s even for a long silence limit: the watch is also
+	// the device's heartbeat for the systemd watchdog.
+	period = min(max(period, 50*time.Millisecond), 5*time.Second)
 	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
@@ -358,6 +363,11 @@ func (d *device) watch(ctx context.Context) {
 			return
 		case now := <-t.C:
 			d.mu.Lock()
+			if d.beat != nil {
+				// The device's lock is free and its watch goes round: the
+				// systemd watchdog's sign that this device is not wedged.
+				d.beat()
+			}
 			quiet := now.Sub(d.lastFrame)
 			switch {
 			case len(d.variants) > 1 && d.decoder != nil && !d.framed && quiet > d.driver.ProbeTimeout && d.stopLoop != nil:

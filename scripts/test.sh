@@ -5,7 +5,8 @@
 #   socat                         a separate-process null-modem cable
 #   prometheus                    promtool, to lint the exposition
 #   prometheus-alertmanager       a real Alertmanager for the alarm channel
-#   chromium                      headless browser for the acknowledge page
+#   chromium                      headless browser for the acknowledge page and the session report
+#   systemd                       systemd-analyze, to verify the unit file
 # Then: go vet, go test -race on every package, and a short run of every fuzz
 # target. Environment:
 #   FUZZTIME   how much each fuzz target runs (default 50000x, i.e. 50,000
@@ -24,6 +25,8 @@ command -v socat >/dev/null 2>&1 || need_pkgs+=(socat)
 command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || [ -x /usr/bin/prometheus-alertmanager ] || need_pkgs+=(prometheus-alertmanager)
 command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)
+command -v systemd-analyze >/dev/null 2>&1 || need_pkgs+=(systemd)
+command -v dpkg-deb >/dev/null 2>&1 || need_pkgs+=(dpkg)
 
 if [ "${#need_pkgs[@]}" -gt 0 ] && [ "${SKIP_APT:-0}" != 1 ]; then
 	sudo=""

@@ -85,6 +85,11 @@ type Options struct {
 	// (called from paho's goroutine: it must not block). Messages with an
 	// ID up to ReplayThrough were taken by an earlier run of the agent and
 	// are sent with "replayed": true.
+	// Heartbeat, when set, is called by the sender at least once a second
+	// while it is not stuck (inside paho's Publish it may wait up to the
+	// write timeout): the systemd watchdog's sign of progress.
+	Heartbeat func()
+
 	Outbox        Outbox
 	OnDelivered   func(id int64)
 	ReplayThrough int64

@@ -133,6 +133,9 @@ const (
 	resumePoll      = 10 * time.Millisecond
 	resumeWaitLimit = 15 * time.Second
 
+	// heartbeatInterval spaces Options.Heartbeat calls.
+	heartbeatInterval = time.Second
+
 	// cancelCloseTimeout bounds the shutdown that Start's context triggers.
 	cancelCloseTimeout = 5 * time.Second
 	// disconnectQuiesce is how long paho may take to send DISCONNECT (ms).
@@ -738,6 +741,12 @@ func (p *Publisher) send() {
 	// start: whatever an earlier run left).
 	outboxDue := p.s.Outbox != nil
 	p.logReplay()
+	var heartbeat <-chan time.Time
+	if p.s.Heartbeat != nil {
+		hb := time.NewTicker(heartbeatInterval)
+		defer hb.Stop()
+		heartbeat = hb.C
+	}
 	for {
 		if outboxDue && !draining {
 			outboxDue = !p.sendOutbox()
@@ -763,6 +772,8 @@ func (p *Publisher) send() {
 			backlog = p.appendBacklog(backlog, m)
 		case <-p.outboxWake:
 			outboxDue = true
+		case <-heartbeat:
+			p.s.Heartbeat()
 		case <-tick:
 		case <-drain:
 			// Nothing more can be queued (shutdown holds enqueueMu): take
