@@ -29,7 +29,7 @@ func newAlarmsCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			client := &http.Client{Timeout: 10 * time.Second}
+			client := listFlags.httpClient(10 * time.Second)
 			resp, err := client.Get(base + "/api/v1/alarms")
 			if err != nil {
 				return fmt.Errorf("cannot reach the agent at %s (is vigil running, and is this its http.listen?): %w", base, err)
@@ -81,7 +81,7 @@ already cleared ends. The acknowledgement is logged with --by.`,
 			if err != nil {
 				return err
 			}
-			client := &http.Client{Timeout: 10 * time.Second}
+			client := ackFlags.httpClient(10 * time.Second)
 			u := base + "/api/v1/alarms/ack/" + args[0] + "?by=" + url.QueryEscape(by)
 			resp, err := client.Post(u, "application/json", nil)
 			if err != nil {
@@ -138,7 +138,7 @@ is still sent. The pause is logged and audited with --by.`,
 				}
 				q.Set("for", d.String())
 			}
-			client := &http.Client{Timeout: 10 * time.Second}
+			client := flags.httpClient(10 * time.Second)
 			resp, err := client.Post(base+"/api/v1/alarms/"+verb+"?"+q.Encode(), "application/json", nil)
 			if err != nil {
 				return fmt.Errorf("cannot reach the agent at %s: %w", base, err)

@@ -19,18 +19,27 @@ import (
 // agentFlags locate a running agent: its config file (http.listen) or an
 // explicit address.
 type agentFlags struct {
-	configPath string
-	addr       string
+	configPath   string
+	addr         string
+	username     string
+	passwordFile string
+	caFile       string
+	acc          *agentAccess // set by baseURL
 }
 
 func (f *agentFlags) register(cmd *cobra.Command) {
-	cmd.Flags().StringVarP(&f.configPath, "config", "c", "", "config file of the running agent (its http.listen is used)")
-	cmd.Flags().StringVar(&f.addr, "addr", "", "address of the running agent's HTTP listener, e.g. 127.0.0.1:9817 or http://host:9817")
+	cmd.Flags().StringVarP(&f.configPath, "config", "c", "", "config file of the running agent (its http.listen, TLS certificate and whether it needs a password are used)")
+	cmd.Flags().StringVar(&f.addr, "addr", "", "address of the running agent's HTTP listener, e.g. 127.0.0.1:9817 or https://host:9817")
+	cmd.Flags().StringVar(&f.username, "username", "", "basic-auth user, when the agent's web config has users (or VIGIL_USERNAME)")
+	cmd.Flags().StringVar(&f.passwordFile, "password-file", "", "file holding the basic-auth password (or VIGIL_PASSWORD)")
+	cmd.Flags().StringVar(&f.caFile, "ca-file", "", "CA certificate to verify an https agent with (default: with --config, its own certificate is pinned; else the system roots)")
 }
 
-// baseURL is the running agent's HTTP URL.
+// baseURL is the running agent's HTTP URL; it also prepares the TLS and
+// credentials httpClient uses.
 func (f *agentFlags) baseURL() (string, error) {
 	addr := f.addr
+	webConfig := ""
 	switch {
 	case addr != "" && f.configPath != "":
 		return "", errors.New("give --config or --addr, not both")
@@ -41,9 +50,14 @@ func (f *agentFlags) baseURL() (string, error) {
 		if err != nil {
 			return "", err
 		}
-		addr = cfg.HTTP.Listen
+		addr, webConfig = cfg.HTTP.Listen, cfg.HTTP.WebConfigFile
 	}
-	if strings.Contains(addr, "://") {
+	acc, tlsOn, err := f.access(webConfig)
+	if err != nil {
+		return "", err
+	}
+	f.acc = acc
+	if hasScheme(addr) {
 		return strings.TrimRight(addr, "/"), nil
 	}
 	host, port, err := net.SplitHostPort(addr)
@@ -54,7 +68,7 @@ func (f *agentFlags) baseURL() (string, error) {
 	if host == "" || host == "0.0.0.0" || host == "::" {
 		host = "127.0.0.1"
 	}
-	return "http://" + net.JoinHostPort(host, port), nil
+	return schemeFor(tlsOn) + net.JoinHostPort(host, port), nil
 }
 
 func newNIBPCommand() *cobra.Command {
@@ -84,7 +98,7 @@ refused.`,
 			if err != nil {
 				return err
 			}
-			return sendCommand(cmd.OutOrStdout(), base, device, "nibp_start")
+			return sendCommand(cmd.OutOrStdout(), flags.httpClient(10*time.Second), base, device, "nibp_start")
 		},
 	}
 	flags.register(start)
@@ -93,9 +107,8 @@ refused.`,
 	return cmd
 }
 
-func sendCommand(out io.Writer, base, device, command string) error {
+func sendCommand(out io.Writer, client *http.Client, base, device, command string) error {
 	u := base + "/api/v1/devices/" + url.PathEscape(device) + "/commands/" + url.PathEscape(command)
-	client := &http.Client{Timeout: 10 * time.Second}
 	resp, err := client.Post(u, "application/json", nil)
 	if err != nil {
 		return fmt.Errorf("cannot reach the agent at %s (is vigil running, and is this its http.listen?): %w", base, err)

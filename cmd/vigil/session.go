@@ -457,8 +457,8 @@ func newSessionClient(f *agentFlags) (*sessionClient, error) {
 	}
 	return &sessionClient{
 		base: base,
-		call: &http.Client{Timeout: sessionCallTimeout},
-		load: &http.Client{Timeout: sessionDownloadTimeout},
+		call: f.httpClient(sessionCallTimeout),
+		load: f.httpClient(sessionDownloadTimeout),
 	}, nil
 }
 
