@@ -313,49 +313,20 @@ notify:
 			t.Errorf("the link was published on MQTT (%s)", m.topic)
 		}
 	}
-	// The same request the phone makes, sent to where the agent listens.
-	local := ra.ep.HTTP + strings.TrimPrefix(link, "http://room-1.clinic.lan:9817")
-	req, _ := http.NewRequest(http.MethodGet, local, nil)
-	req.Host = "room-1.clinic.lan:9817"
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	page, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || !strings.Contains(string(page), "spo2") {
-		t.Fatalf("GET link: %d\n%s", resp.StatusCode, page)
+	page, post := openAckLink(t, ra.ep.HTTP, link)
+	if !strings.Contains(page, "spo2") {
+		t.Fatalf("the confirm page does not show the alarm:\n%s", page)
 	}
 	if nurses.has("spo2-low/oximeter-1", "update", "acknowledged") {
 		t.Fatal("opening the link acknowledged")
 	}
-	_, after, ok := strings.Cut(string(page), `name="confirm" value="`)
-	confirm, _, _ := strings.Cut(after, `"`)
-	if !ok || confirm == "" {
-		t.Fatalf("no confirm value on the page:\n%s", page)
-	}
-	post := func() int {
-		t.Helper()
-		form := url.Values{"confirm": {confirm}, "by": {"RN Kim"}}
-		req, _ := http.NewRequest(http.MethodPost, local, strings.NewReader(form.Encode()))
-		req.Host = "room-1.clinic.lan:9817"
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.Header.Set("Origin", "http://room-1.clinic.lan:9817")
-		req.Header.Set("Sec-Fetch-Site", "same-origin")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
-	if code := post(); code != http.StatusOK {
+	if code := post("RN Kim"); code != http.StatusOK {
 		t.Fatalf("POST link: %d", code)
 	}
 	waitFor(t, "the acknowledgement at the nurses' channel", 10*time.Second, func() bool {
 		return nurses.has("spo2-low/oximeter-1", "update", "acknowledged")
 	})
-	if code := post(); code != http.StatusConflict {
+	if code := post("RN Kim"); code != http.StatusConflict {
 		t.Errorf("second POST of the link: %d, want 409", code)
 	}
 	sub.client.Disconnect(100)
@@ -507,30 +478,9 @@ notify:
 	nurses.mu.Lock()
 	link := nurses.got[0].AckURL
 	nurses.mu.Unlock()
-	local := ra.ep.HTTP + strings.TrimPrefix(link, "http://room-1.clinic.lan:9817")
-	req, _ := http.NewRequest(http.MethodGet, local, nil)
-	req.Host = "room-1.clinic.lan:9817"
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	page, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	_, after, _ := strings.Cut(string(page), `name="confirm" value="`)
-	confirm, _, _ := strings.Cut(after, `"`)
-	form := url.Values{"confirm": {confirm}, "by": {"RN Kim"}}
-	req, _ = http.NewRequest(http.MethodPost, local, strings.NewReader(form.Encode()))
-	req.Host = "room-1.clinic.lan:9817"
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Origin", "http://room-1.clinic.lan:9817")
-	req.Header.Set("Sec-Fetch-Site", "same-origin")
-	resp, err = http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("acknowledge through the link: HTTP %d", resp.StatusCode)
+	_, press := openAckLink(t, ra.ep.HTTP, link)
+	if code := press("RN Kim"); code != http.StatusOK {
+		t.Fatalf("acknowledge through the link: HTTP %d", code)
 	}
 	waitFor(t, "the acknowledgement at the nurses' webhook", 10*time.Second, func() bool { return nurses.has(id, "update", "acknowledged") })
 	// Escalation and repeats stop: the physician's count settles (their
@@ -550,5 +500,49 @@ notify:
 	ntfyMu.Unlock()
 	if !strings.Contains(strings.ToLower(last.Title), "resolved") || last.Actions != "" {
 		t.Errorf("ntfy's last message should be the resolution without an action: %+v", last)
+	}
+}
+
+// openAckLink opens an acknowledge link as the phone would, sending the
+// request to the agent's real address with the link's host: it returns the
+// confirm page and a function that presses its button (with the name) and
+// returns the HTTP status.
+func openAckLink(t *testing.T, agentHTTP, link string) (page string, press func(by string) int) {
+	t.Helper()
+	u, err := url.Parse(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := agentHTTP + u.Path
+	req, _ := http.NewRequest(http.MethodGet, local, nil)
+	req.Host = u.Host
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET link: %d\n%s", resp.StatusCode, body)
+	}
+	_, after, ok := strings.Cut(string(body), `name="confirm" value="`)
+	confirm, _, _ := strings.Cut(after, `"`)
+	if !ok || confirm == "" {
+		t.Fatalf("no confirm value on the page:\n%s", body)
+	}
+	return string(body), func(by string) int {
+		t.Helper()
+		form := url.Values{"confirm": {confirm}, "by": {by}}
+		req, _ := http.NewRequest(http.MethodPost, local, strings.NewReader(form.Encode()))
+		req.Host = u.Host
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", u.Scheme+"://"+u.Host)
+		req.Header.Set("Sec-Fetch-Site", "same-origin")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
 	}
 }

@@ -48,28 +48,39 @@ func (p *Publisher) alarmCommand(c parsedCommand) error {
 	return p.s.OnAlarmCommand(ac)
 }
 
+// str is the command's string argument key ("" when absent or null).
+func (c parsedCommand) str(key string) (string, error) {
+	raw, ok := c.fields[key]
+	if !ok || string(raw) == "null" {
+		return "", nil
+	}
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		return "", &commandRejection{reason: fmt.Sprintf("%q is not a string", key)}
+	}
+	return s, nil
+}
+
+// by is the command's required "by": who, for the audit log.
+func (c parsedCommand) by(what string) (string, error) {
+	by, err := c.str("by")
+	switch {
+	case err != nil:
+		return "", err
+	case by == "":
+		return "", &commandRejection{reason: `"by" is required: ` + what + ` are audited with who`}
+	case utf8.RuneCountInString(by) > maxByLen || !utf8.ValidString(by):
+		return "", &commandRejection{reason: `"by" is longer than 64 characters`}
+	}
+	return by, nil
+}
+
 func parseAlarmCommand(c parsedCommand) (AlarmCommand, error) {
 	ac := AlarmCommand{Name: c.name}
-	str := func(key string) (string, error) {
-		raw, ok := c.fields[key]
-		if !ok || string(raw) == "null" {
-			return "", nil
-		}
-		var s string
-		if json.Unmarshal(raw, &s) != nil {
-			return "", &commandRejection{reason: fmt.Sprintf("%q is not a string", key)}
-		}
-		return s, nil
-	}
+	str := c.str
 	var err error
-	if ac.By, err = str("by"); err != nil {
+	if ac.By, err = c.by("acknowledgements and pauses"); err != nil {
 		return ac, err
-	}
-	switch {
-	case ac.By == "":
-		return ac, &commandRejection{reason: `"by" is required: who acknowledges or pauses goes to the audit log`}
-	case utf8.RuneCountInString(ac.By) > maxByLen || !utf8.ValidString(ac.By):
-		return ac, &commandRejection{reason: `"by" is longer than 64 characters`}
 	}
 	switch c.name {
 	case "ack":

@@ -1,9 +1,7 @@
 package mqtt
 
 import (
-	"encoding/json"
 	"fmt"
-	"unicode/utf8"
 )
 
 // SessionTopicLevel is the level of the room's session topics
@@ -39,33 +37,16 @@ func (p *Publisher) sessionCommand(c parsedCommand) error {
 
 func parseSessionCommand(c parsedCommand) (SessionCommand, error) {
 	sc := SessionCommand{Name: c.name}
-	str := func(key string) (string, error) {
-		raw, ok := c.fields[key]
-		if !ok || string(raw) == "null" {
-			return "", nil
-		}
-		var s string
-		if json.Unmarshal(raw, &s) != nil {
-			return "", &commandRejection{reason: fmt.Sprintf("%q is not a string", key)}
-		}
-		return s, nil
-	}
 	if _, ok := c.fields["clinic_ref"]; ok {
 		return sc, &commandRejection{reason: `"clinic_ref" is refused over MQTT: give it with "vigil session start --clinic-ref" on the agent's machine`}
 	}
 	var err error
-	if sc.By, err = str("by"); err != nil {
+	if sc.By, err = c.by("session changes"); err != nil {
 		return sc, err
-	}
-	switch {
-	case sc.By == "":
-		return sc, &commandRejection{reason: `"by" is required: session changes are audited with who`}
-	case utf8.RuneCountInString(sc.By) > maxByLen || !utf8.ValidString(sc.By):
-		return sc, &commandRejection{reason: `"by" is longer than 64 characters`}
 	}
 	switch c.name {
 	case "start":
-		if sc.Route, err = str("route"); err != nil {
+		if sc.Route, err = c.str("route"); err != nil {
 			return sc, err
 		}
 	case "dose", "end":
