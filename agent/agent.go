@@ -218,8 +218,12 @@ func Run(ctx context.Context, cfg *config.Config, o Options) error {
 	}
 	if st != nil {
 		writer = st.NewWriter(store.WriterOptions{
-			OnCommit: func([]store.OutboxEntry) {
-				pub.OutboxChanged()
+			OnCommit: func(entries []store.OutboxEntry) {
+				msgs := make([]mqtt.OutboxMessage, len(entries))
+				for i, e := range entries {
+					msgs[i] = mqtt.OutboxMessage{ID: e.ID, Topic: e.Topic, Payload: e.Payload, Retained: e.Retained}
+				}
+				pub.OutboxCommitted(msgs)
 				rec.committed()
 				al.setStorage("store", true)
 			},

@@ -314,6 +314,11 @@ type Publisher struct {
 	outboxWake chan struct{}
 	outboxSent int64
 	delivery   outboxIDs
+	// fresh holds messages just committed (OutboxCommitted); behind means
+	// the sender must read the outbox instead (at start, after an outage).
+	freshMu sync.Mutex
+	fresh   []OutboxMessage
+	behind  bool
 }
 
 // New validates o and reads the TLS files. It does not connect.
@@ -344,6 +349,7 @@ func New(o Options) (*Publisher, error) {
 		subscribeReq:    make(chan struct{}, 1),
 		commandsDone:    make(chan struct{}),
 		outboxWake:      make(chan struct{}, 1),
+		behind:          true, // an earlier run may have left messages
 	}
 	p.handoverIdle = sync.NewCond(&p.handoverMu)
 	return p, nil

@@ -51,7 +51,7 @@ const (
 	// another (a backup tool, the sqlite3 shell) before SQLITE_BUSY.
 	DefaultBusyTimeout = 5 * time.Second
 	// DefaultReadConns is the size of the read-only pool.
-	DefaultReadConns = 4
+	DefaultReadConns = 2
 )
 
 // Errors callers branch on.
@@ -256,6 +256,10 @@ func (s *Store) dsn(readOnly bool) string {
 	b.WriteString("&_pragma=temp_store(memory)")
 	if readOnly {
 		b.WriteString("&_pragma=query_only(1)")
+		// Readers serve the outbox after an outage, exports and reports:
+		// a small page cache each keeps the agent's memory small on a
+		// mini-PC (the OS caches the file anyway).
+		b.WriteString("&_pragma=cache_size(-512)")
 		return b.String()
 	}
 	b.WriteString("&_pragma=journal_mode(WAL)")

@@ -150,9 +150,23 @@ func (w *Writer) DeleteOutbox(ids ...int64) {
 	}
 	w.deletes = append(w.deletes, ids...)
 	w.queuedGen++
+	many := len(w.deletes) >= deleteBatch
 	w.mu.Unlock()
-	w.signal()
+	// Deletions are not urgent (a message deleted late is at worst sent
+	// again after a crash, and consumers deduplicate): they ride along with
+	// the next commit, or go every deleteFlushInterval, instead of costing
+	// a transaction per acknowledged message.
+	if many {
+		w.signal()
+	}
 }
+
+const (
+	// deleteBatch is how many pending deletions wake the writer at once.
+	deleteBatch = 1024
+	// deleteFlushInterval bounds how long a deletion waits for a commit.
+	deleteFlushInterval = time.Second
+)
 
 func (w *Writer) signal() {
 	select {
@@ -165,6 +179,7 @@ func (w *Writer) signal() {
 // is committed (and OnCommit has seen it). It returns ctx's error when ctx
 // ends first, and ErrClosed when Run returns without committing it.
 func (w *Writer) Flush(ctx context.Context) error {
+	w.signal() // pending deletions do not wake the writer by themselves
 	w.mu.Lock()
 	target := w.queuedGen
 	for w.doneGen < target {
@@ -236,11 +251,14 @@ func (w *Writer) Run(ctx context.Context) error {
 	w.started = true
 	w.mu.Unlock()
 
+	flush := time.NewTicker(deleteFlushInterval)
+	defer flush.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return w.finish(batch{})
 		case <-w.wake:
+		case <-flush.C:
 		}
 		b := w.take()
 		if b.empty() {

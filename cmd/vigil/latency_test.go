@@ -77,7 +77,11 @@ mqtt:
   url: %s
 http:
   listen: 127.0.0.1:0
-`, slave.Name(), broker.URL())), 0o600)
+store:
+  path: %s
+alarms:
+  clock_check: false
+`, slave.Name(), broker.URL(), filepath.Join(dir, "vigil.db"))), 0o600)
 	agent := exec.Command(bin, "run", "--config", cfg, "--log-level", "warn")
 	// VIGIL_AGENT_ENV (e.g. "GOMAXPROCS=1") sets the agent's environment
 	// only, to compare runtime settings without changing the subscriber.
