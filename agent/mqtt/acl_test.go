@@ -386,7 +386,9 @@ func TestACLWrongPassword(t *testing.T) {
 //     eclipse-mosquitto/mosquitto#2579). There is no negative PUBACK in
 //     MQTT 3.1.1, so no publish error is reported: the agent sees its
 //     connection flap ("connection lost; reconnecting" every few seconds),
-//     and the data never reaches anyone.
+//     and the data never reaches anyone; after three quick losses the
+//     publisher logs an error naming the likely cause, the broker's ACL
+//     (TestQuickConnectionLossesNameTheACL).
 func TestACLOutsideTheRoom(t *testing.T) {
 	b := startSecuredBroker(t)
 	dashboard := b.subscribeAs(t, viewerUser, "vigil/"+aclSite+"/#")

@@ -284,7 +284,9 @@ type Publisher struct {
 	resumeSince   time.Time
 	unsent        int // read by shutdown after sendDone
 
-	failureLogged atomic.Bool // a failed connection attempt was logged since the last connect
+	failureLogged atomic.Bool  // a failed connection attempt was logged since the last connect
+	connectedAt   atomic.Int64 // Unix ns of the latest connect
+	quickLosses   atomic.Int32 // connections lost within quickLossAfter, in a row
 
 	topicMu sync.RWMutex
 	topics  map[topicKey]string
@@ -597,10 +599,36 @@ func (p *Publisher) connectionNotification(_ paho.Client, n paho.ConnectionNotif
 			slog.String("url", p.s.loggedURL), slog.Any("error", n.Reason))
 	case paho.ConnectionNotificationConnected:
 		p.failureLogged.Store(false)
+		p.connectedAt.Store(time.Now().UnixNano())
 		p.notify(true)
 	case paho.ConnectionNotificationLost:
 		p.log.Warn("connection lost; reconnecting", slog.Any("error", n.Reason))
+		p.noteQuickLoss()
 		p.notify(false)
+	}
+}
+
+// quickLossLimit and quickLossAfter: a broker that drops the connection
+// within seconds of every connect, several times running, is most often
+// refusing what the agent publishes (Mosquitto closes the connection of a
+// client whose publish its ACL denies: MQTT 3.1.1 has no negative PUBACK).
+const (
+	quickLossAfter = 10 * time.Second
+	quickLossLimit = 3
+)
+
+// noteQuickLoss counts connections lost soon after they were made and says
+// what is likely wrong once they repeat.
+func (p *Publisher) noteQuickLoss() {
+	since := time.Duration(time.Now().UnixNano() - p.connectedAt.Load())
+	if since > quickLossAfter {
+		p.quickLosses.Store(0)
+		return
+	}
+	if p.quickLosses.Add(1) == quickLossLimit {
+		p.log.Error("the broker closes the connection within seconds of every connect: check that its ACL lets this agent's user publish on "+
+			p.roomTopic+"# (Mosquitto drops a client whose publish it denies), and that no other client uses the id "+p.s.ClientID,
+			slog.Int("losses", quickLossLimit))
 	}
 }
 
@@ -725,9 +753,17 @@ func (p *Publisher) awaitAcks(ctx context.Context) int {
 // and the connect token completes when the first connection's goroutine
 // gives up.
 func (p *Publisher) disconnect() {
+	deadline := time.Now().Add(pahoStopLimit)
 	p.client.Disconnect(disconnectQuiesce)
 	p.client.Disconnect(uint(pahoStopLimit / time.Millisecond))
 	p.connectToken.WaitTimeout(pahoStopLimit)
+	// A reconnection paho had in flight when Disconnect came (a broker that
+	// keeps dropping the connection) can still complete after it: close
+	// again until the client stays down.
+	for p.client.IsConnected() && time.Now().Before(deadline) {
+		p.client.Disconnect(disconnectQuiesce)
+		time.Sleep(resumePoll)
+	}
 }
 
 // send is the only goroutine that calls paho's Publish. It moves accepted

@@ -3,6 +3,7 @@ package mqtt
 import (
 	"context"
 	"encoding/json"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -800,5 +801,39 @@ func TestNewValidates(t *testing.T) {
 	}
 	if p.s.ClientID != "vigil-s-r" || p.roomStatusTopic != "clinic/vigil/s/r/status" || p.s.tls == nil || p.s.KeepAlive != DefaultKeepAlive {
 		t.Errorf("defaults: client id %q, topic %q, tls %v, keep-alive %v", p.s.ClientID, p.roomStatusTopic, p.s.tls != nil, p.s.KeepAlive)
+	}
+}
+
+// TestQuickConnectionLossesNameTheACL: a broker that drops the connection
+// right after every connect (Mosquitto does when its ACL denies a publish;
+// acl_test.go shows it with the real broker) gets one error naming the
+// likely cause after three losses in a row; a loss after a long connection
+// starts the count again.
+func TestQuickConnectionLossesNameTheACL(t *testing.T) {
+	var logs bytes.Buffer
+	p, err := New(Options{URL: "tcp://127.0.0.1:1", Site: testSite, Room: testRoom, ClientID: "vigil-test-flap",
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost := paho.ConnectionNotificationLost{Reason: errors.New("connection reset by peer")}
+	for range 2 {
+		p.connectionNotification(nil, paho.ConnectionNotificationConnected{})
+		p.connectionNotification(nil, lost)
+	}
+	if strings.Contains(logs.String(), "ACL") {
+		t.Fatalf("hint after two losses:\n%s", logs.String())
+	}
+	p.connectionNotification(nil, paho.ConnectionNotificationConnected{})
+	p.connectionNotification(nil, lost)
+	want := "check that its ACL lets this agent's user publish on vigil/clinic/room-1/#"
+	if strings.Count(logs.String(), want) != 1 {
+		t.Fatalf("no single ACL hint after three quick losses:\n%s", logs.String())
+	}
+	// A connection that lasted resets the count.
+	p.connectedAt.Store(time.Now().Add(-time.Minute).UnixNano())
+	p.connectionNotification(nil, lost)
+	if p.quickLosses.Load() != 0 {
+		t.Errorf("quick losses %d after a long connection", p.quickLosses.Load())
 	}
 }
