@@ -1,9 +1,9 @@
 package mqtt
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
