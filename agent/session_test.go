@@ -150,3 +150,71 @@ session:
 	})
 	sub.client.Disconnect(100)
 }
+
+// TestScheduledBloodPressureReminder: without an NIBP device that takes
+// commands, a scheduled blood pressure that falls due reaches the nurses'
+// channel as a medium advisory, and a late one as "missed".
+func TestScheduledBloodPressureReminder(t *testing.T) {
+	hook := newReceiver(t)
+	ox := newFakeOximeter(t)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "hook.secret"), []byte("a-long-enough-webhook-secret\n"), 0o600)
+	path := filepath.Join(dir, "vigil.yaml")
+	os.WriteFile(path, []byte(fmt.Sprintf(`site: clinic-a
+room: room-1
+devices:
+  - id: oximeter-1
+    driver: masimo-ascii
+    port: %s
+mqtt:
+  url: embedded
+  listen: 127.0.0.1:0
+http:
+  listen: 127.0.0.1:0
+store:
+  path: %s/vigil.db
+alarms:
+  clock_check: false
+session:
+  first_nibp_after_dose: 3s
+  nibp_interval: 1m
+  nibp_grace: 2s
+notify:
+  channels:
+    - name: nurses
+      type: webhook
+      url: %s/nurses
+      secret_file: hook.secret
+  routes:
+    - priorities: [high, medium]
+      channels: [nurses]
+`, ox.link, dir, hook.srv.URL)), 0o600)
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ra := startAgent(t, cfg)
+	post := func(action string) {
+		t.Helper()
+		resp, err := http.Post(ra.ep.HTTP+"/api/v1/session/"+action, "application/json", strings.NewReader(`{"by":"RN Kim"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: HTTP %d", action, resp.StatusCode)
+		}
+	}
+	post("start")
+	ox.send(frame(97, 70, 0))
+	post("dose")
+	waitFor(t, "the reminder at the nurses' channel", 15*time.Second, func() bool { return hook.has("nibp-due", "start", "") })
+	waitFor(t, "the missed reading at the nurses' channel", 15*time.Second, func() bool { return hook.has("nibp-missed", "start", "") })
+	hook.mu.Lock()
+	for _, ev := range hook.got {
+		if ev.AlarmID == "nibp-due" && ev.Priority != "medium" {
+			t.Errorf("reminder priority %q, want medium", ev.Priority)
+		}
+	}
+	hook.mu.Unlock()
+}

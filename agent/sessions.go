@@ -70,20 +70,8 @@ type sessions struct {
 	current atomic.Pointer[string]
 }
 
-// protocolOf maps the session: config section to the protocol.
-func protocolOf(c config.SessionConfig) session.Protocol {
-	p := session.DefaultProtocol()
-	p.PredoseBPLimit = session.BP{Systolic: c.PredoseSystolic, Diastolic: c.PredoseDiastolic}
-	p.FirstNIBPAfterDose = c.FirstNIBPAfterDose
-	p.NIBPInterval = c.NIBPInterval
-	p.NIBPGrace = c.NIBPGrace
-	p.MinObservation = c.MinObservation
-	p.CheckTolerance = c.CheckTolerancePercent / 100
-	return p
-}
-
 func newSessions(cfg *config.Config, al *alarms, pub sessionPublisher, st sessionStore, devices map[string]*device, logger *slog.Logger) (*sessions, error) {
-	m, err := session.NewManager(cfg.Room, protocolOf(cfg.Session))
+	m, err := session.NewManager(cfg.Room, config.ProtocolOf(cfg.Session))
 	if err != nil {
 		return nil, fmt.Errorf("session: %w", err)
 	}
@@ -340,7 +328,19 @@ func (a *alarms) advisory(condition string, on bool) {
 	if a.stopped.Load() {
 		return
 	}
-	a.handle(a.engine.SetAdvisory("", condition, on, alarm.Low, time.Now()))
+	a.handle(a.engine.SetAdvisory("", condition, on, advisoryPriority[condition], time.Now()))
+}
+
+// advisoryPriority: a scheduled blood pressure that is due with no device
+// to take it, or missed, must reach the staff's phones (the routes take
+// medium and high by default): blood pressure peaks about 40 min after a
+// ketamine dose (clinical.md 3). Baseline warnings are for the record and
+// the display.
+var advisoryPriority = map[string]alarm.Priority{
+	advisoryNIBPDue:      alarm.Medium,
+	advisoryNIBPMissed:   alarm.Medium,
+	advisoryBaselineHigh: alarm.Low,
+	advisoryBaselineGaps: alarm.Low,
 }
 
 // command carries out a command from the room's MQTT session topic.

@@ -113,6 +113,7 @@ func (w *walker) config(root *yaml.Node, c *Config) {
 		c.Metrics.NIBPStaleAfter = DefaultNIBPStaleAfter
 	}
 	storeDefaults(c)
+	w.crossCheckSession(c)
 }
 
 // required reports key as missing or empty unless ok or already reported.

@@ -1,12 +1,15 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/vigil-monitor/vigil/agent/session"
 )
 
 // StoreConfig is the store: section: the local SQLite database of readings,
@@ -196,6 +199,51 @@ func (w *walker) session(p pair, s *SessionConfig) {
 			w.unknown(q, sessionKeys, "")
 		}
 	}
+}
+
+// sessionFieldKeys maps session.Protocol's fields to the config keys.
+var sessionFieldKeys = map[string]string{
+	"PredoseBPLimit":           "predose_bp_limit",
+	"PredoseBPLimit.Systolic":  "predose_bp_limit",
+	"PredoseBPLimit.Diastolic": "predose_bp_limit",
+	"FirstNIBPAfterDose":       "first_nibp_after_dose",
+	"NIBPInterval":             "nibp_interval",
+	"NIBPGrace":                "nibp_grace",
+	"MinObservation":           "min_observation",
+	"CheckTolerance":           "check_tolerance_percent",
+}
+
+// crossCheckSession runs the session protocol's own check on the section
+// (with its defaults), so what the agent would refuse at start is a
+// problem at its line here.
+func (w *walker) crossCheckSession(c *Config) {
+	if w.anyBad("session") {
+		return
+	}
+	p := ProtocolOf(c.Session)
+	err := p.Validate()
+	var pe *session.ProtocolError
+	if err == nil || !errors.As(err, &pe) {
+		return
+	}
+	key := "session." + sessionFieldKeys[pe.Field]
+	node := w.at(key)
+	if node == nil {
+		node = w.at("session")
+	}
+	w.add(node, key, "%s", pe.Reason)
+}
+
+// ProtocolOf is the session protocol the session: section describes.
+func ProtocolOf(c SessionConfig) session.Protocol {
+	p := session.DefaultProtocol()
+	p.PredoseBPLimit = session.BP{Systolic: c.PredoseSystolic, Diastolic: c.PredoseDiastolic}
+	p.FirstNIBPAfterDose = c.FirstNIBPAfterDose
+	p.NIBPInterval = c.NIBPInterval
+	p.NIBPGrace = c.NIBPGrace
+	p.MinObservation = c.MinObservation
+	p.CheckTolerance = c.CheckTolerancePercent / 100
+	return p
 }
 
 // parseBP reads "140/90" (systolic/diastolic, mm[Hg]).

@@ -71,6 +71,8 @@ func TestStoreAndSessionProblems(t *testing.T) {
 		{"bp inverted", head + "session:\n  predose_bp_limit: 90/140\n", 8, "session.predose_bp_limit", "below the systolic"},
 		{"interval zero", head + "session:\n  nibp_interval: 0s\n", 8, "session.nibp_interval", "above 0"},
 		{"tolerance", head + "session:\n  check_tolerance_percent: 150\n", 8, "session.check_tolerance_percent", "at most 100"},
+		{"grace too long for the interval", head + "session:\n  nibp_interval: 10m\n  nibp_grace: 6m\n", 9, "session.nibp_grace", "less than half of NIBPInterval"},
+		{"interval too short", head + "session:\n  nibp_interval: 30s\n  nibp_grace: 5s\n", 8, "session.nibp_interval", "outside [1m, 24h]"},
 		{"session unknown", head + "session:\n  dose_route: iv\n", 8, "session.dose_route", "unknown key (known: predose_bp_limit"},
 	}
 	for _, c := range cases {
