@@ -56,9 +56,8 @@ func TestDesaturationAlarmEndToEnd(t *testing.T) {
 
 	ox := newFakeOximeter(t)
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "hook.secret"), []byte("a-long-enough-webhook-secret\n"), 0o600)
-	path := filepath.Join(dir, "vigil.yaml")
-	os.WriteFile(path, []byte(fmt.Sprintf(`site: clinic-a
+	writeHookSecret(t, dir)
+	cfg := loadConfig(t, dir, fmt.Sprintf(`site: clinic-a
 room: room-1
 devices:
   - id: oximeter-1
@@ -87,11 +86,7 @@ notify:
   routes:
     - priorities: [high, medium, low]
       channels: [audit-webhook]
-`, ox.link, hook.URL)), 0o600)
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+`, ox.link, hook.URL))
 	ra := startAgent(t, cfg)
 	sub := subscribe(t, ra.ep.MQTT)
 
@@ -152,5 +147,28 @@ notify:
 	_, body := httpGet(t, ra.ep.HTTP+"/api/v1/alarms")
 	if strings.Contains(body, "spo2-low/oximeter-1") {
 		t.Errorf("the alarm is still active after recovery: %s", body)
+	}
+}
+
+// loadConfig writes yaml as dir/vigil.yaml and loads it (relative secret
+// files resolve in dir).
+func loadConfig(t *testing.T, dir, yaml string) *config.Config {
+	t.Helper()
+	path := filepath.Join(dir, "vigil.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// writeHookSecret writes the webhook channels' HMAC key as dir/hook.secret.
+func writeHookSecret(t *testing.T, dir string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, "hook.secret"), []byte("a-long-enough-webhook-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
 	}
 }

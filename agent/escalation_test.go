@@ -19,7 +19,6 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/vigil-monitor/vigil/agent/audit"
-	"github.com/vigil-monitor/vigil/agent/config"
 	"github.com/vigil-monitor/vigil/agent/notify/alertmanager/amtest"
 )
 
@@ -75,10 +74,9 @@ func TestEscalationPauseAndMQTTAcknowledgeEndToEnd(t *testing.T) {
 	nurses, physician := newReceiver(t), newReceiver(t)
 	ox := newFakeOximeter(t)
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "hook.secret"), []byte("a-long-enough-webhook-secret\n"), 0o600)
+	writeHookSecret(t, dir)
 	auditPath := filepath.Join(dir, "audit.jsonl")
-	path := filepath.Join(dir, "vigil.yaml")
-	os.WriteFile(path, []byte(fmt.Sprintf(`site: clinic-a
+	cfg := loadConfig(t, dir, fmt.Sprintf(`site: clinic-a
 room: room-1
 devices:
   - id: oximeter-1
@@ -122,11 +120,7 @@ notify:
       then: physician
     - name: physician
       channels: [physician]
-`, ox.link, auditPath, nurses.srv.URL, physician.srv.URL)), 0o600)
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+`, ox.link, auditPath, nurses.srv.URL, physician.srv.URL))
 	ra := startAgent(t, cfg)
 	results := subscribe(t, ra.ep.MQTT)
 
@@ -253,13 +247,12 @@ func TestAckLinkEndToEnd(t *testing.T) {
 	nurses := newReceiver(t)
 	ox := newFakeOximeter(t)
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "hook.secret"), []byte("a-long-enough-webhook-secret\n"), 0o600)
+	writeHookSecret(t, dir)
 	os.WriteFile(filepath.Join(dir, "ack.key"), []byte("an-ack-link-key-of-at-least-32-bytes-0123456789\n"), 0o600)
 	// The agent's port is only known once it listens, so the base URL is
 	// a name resolved to it by the test's HTTP client: the link is checked
 	// for the configured base, then fetched on the agent.
-	path := filepath.Join(dir, "vigil.yaml")
-	os.WriteFile(path, []byte(fmt.Sprintf(`site: clinic-a
+	cfg := loadConfig(t, dir, fmt.Sprintf(`site: clinic-a
 room: room-1
 devices:
   - id: oximeter-1
@@ -291,11 +284,7 @@ notify:
   routes:
     - priorities: [high, medium]
       channels: [nurses]
-`, ox.link, dir, nurses.srv.URL)), 0o600)
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+`, ox.link, dir, nurses.srv.URL))
 	ra := startAgent(t, cfg)
 	sub := subscribe(t, ra.ep.MQTT)
 	ox.send(frame(97, 70, 0))
@@ -375,11 +364,10 @@ func TestAlarmChainEndToEnd(t *testing.T) {
 	nurses, physician := newReceiver(t), newReceiver(t)
 	ox := newFakeOximeter(t)
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "hook.secret"), []byte("a-long-enough-webhook-secret\n"), 0o600)
+	writeHookSecret(t, dir)
 	os.WriteFile(filepath.Join(dir, "ntfy.token"), []byte("tk_ntfy_test_token\n"), 0o600)
 	os.WriteFile(filepath.Join(dir, "ack.key"), []byte("an-ack-link-key-of-at-least-32-bytes-0123456789\n"), 0o600)
-	path := filepath.Join(dir, "vigil.yaml")
-	os.WriteFile(path, []byte(fmt.Sprintf(`site: clinic-a
+	cfg := loadConfig(t, dir, fmt.Sprintf(`site: clinic-a
 room: room-1
 devices:
   - id: oximeter-1
@@ -429,11 +417,7 @@ notify:
     - name: physician
       channels: [physician]
       repeat_interval: 2s
-`, ox.link, dir, ntfySrv.URL, nurses.srv.URL, am, physician.srv.URL)), 0o600)
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+`, ox.link, dir, ntfySrv.URL, nurses.srv.URL, am, physician.srv.URL))
 	ra := startAgent(t, cfg)
 	const id = "spo2-low/oximeter-1"
 

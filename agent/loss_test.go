@@ -16,7 +16,6 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/vigil-monitor/vigil/agent/config"
 	"github.com/vigil-monitor/vigil/agent/mqtt/testbroker"
 	"github.com/vigil-monitor/vigil/drivers"
 )
@@ -150,8 +149,7 @@ func TestNothingLostAcrossBrokerOutage(t *testing.T) {
 	numerics := newFakeOximeter(t)
 	pleth := newFakeDevice(t, "nonin-df7")
 	dir := t.TempDir()
-	path := filepath.Join(dir, "vigil.yaml")
-	os.WriteFile(path, []byte(fmt.Sprintf(`site: clinic-a
+	cfg := loadConfig(t, dir, fmt.Sprintf(`site: clinic-a
 room: room-1
 devices:
   - id: numerics
@@ -170,11 +168,7 @@ alarms:
   clock_check: false
 store:
   path: %s
-`, numerics.link, pleth.link, mosq.URL(), filepath.Join(dir, "vigil.db"))), 0o600)
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+`, numerics.link, pleth.link, mosq.URL(), filepath.Join(dir, "vigil.db")))
 	log := newReadingLog(t, mosq.URL(), "loss-test-subscriber")
 	ra := startAgent(t, cfg)
 	waitFor(t, "the agent connected to the broker", 15*time.Second, func() bool {
@@ -278,9 +272,8 @@ func TestDiskFullKeepsMonitoringAndAlarming(t *testing.T) {
 	hook := newReceiver(t)
 	ox := newFakeOximeter(t)
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "hook.secret"), []byte("a-long-enough-webhook-secret\n"), 0o600)
-	path := filepath.Join(dir, "vigil.yaml")
-	os.WriteFile(path, []byte(fmt.Sprintf(`site: clinic-a
+	writeHookSecret(t, dir)
+	cfg := loadConfig(t, dir, fmt.Sprintf(`site: clinic-a
 room: room-1
 devices:
   - id: oximeter-1
@@ -310,11 +303,7 @@ notify:
   routes:
     - priorities: [high, medium, low]
       channels: [nurses]
-`, ox.link, filepath.Join(disk, "vigil.db"), hook.srv.URL)), 0o600)
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+`, ox.link, filepath.Join(disk, "vigil.db"), hook.srv.URL))
 	if capBytes {
 		cfg.Store.MaxSizeMB = 1 // below what the config allows: this is the test's disk
 	}

@@ -5,15 +5,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/vigil-monitor/vigil/agent/config"
 	"github.com/vigil-monitor/vigil/agent/mqtt/testbroker"
 	"github.com/vigil-monitor/vigil/drivers/suntech"
 )
@@ -29,8 +26,7 @@ func TestSessionOverMQTTWithScheduledNIBP(t *testing.T) {
 	nibp := startEmulatedNIBP(t, suntech.Result{Systolic: 128, Diastolic: 84, Mean: 99, HeartRate: 71})
 	ox := newFakeOximeter(t)
 	dir := t.TempDir()
-	path := filepath.Join(dir, "vigil.yaml")
-	os.WriteFile(path, []byte(fmt.Sprintf(`site: clinic-a
+	cfg := loadConfig(t, dir, fmt.Sprintf(`site: clinic-a
 room: room-1
 devices:
   - id: oximeter-1
@@ -52,11 +48,7 @@ session:
   nibp_interval: 1h
   nibp_grace: 1s
   min_observation: 1s
-`, ox.link, nibp.link, b.URL(), dir)), 0o600)
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+`, ox.link, nibp.link, b.URL(), dir))
 	ra := startAgent(t, cfg)
 	sub := subscribe(t, b.URL())
 	waitFor(t, "the NIBP module connected", 10*time.Second, func() bool {
@@ -158,9 +150,8 @@ func TestScheduledBloodPressureReminder(t *testing.T) {
 	hook := newReceiver(t)
 	ox := newFakeOximeter(t)
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "hook.secret"), []byte("a-long-enough-webhook-secret\n"), 0o600)
-	path := filepath.Join(dir, "vigil.yaml")
-	os.WriteFile(path, []byte(fmt.Sprintf(`site: clinic-a
+	writeHookSecret(t, dir)
+	cfg := loadConfig(t, dir, fmt.Sprintf(`site: clinic-a
 room: room-1
 devices:
   - id: oximeter-1
@@ -188,11 +179,7 @@ notify:
   routes:
     - priorities: [high, medium]
       channels: [nurses]
-`, ox.link, dir, hook.srv.URL)), 0o600)
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+`, ox.link, dir, hook.srv.URL))
 	ra := startAgent(t, cfg)
 	post := func(action string) {
 		t.Helper()
